@@ -1,0 +1,47 @@
+"""Label sets: class names, palettes and the ignore index shared by datasets, models and metrics.
+
+All label maps in bmvseg are uint8 class ids with :data:`IGNORE_INDEX` (255) for void pixels,
+whatever the dataset's own encoding; readers convert on load.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+IGNORE_INDEX = 255
+
+# CamVid 11-class set (SegNet layout): ids 0..10, void (11 in the files) becomes IGNORE_INDEX.
+CAMVID_CLASSES: tuple[str, ...] = (
+    "sky", "building", "pole", "road", "pavement", "tree",
+    "sign", "fence", "car", "pedestrian", "bicyclist",
+)
+CAMVID_PALETTE = np.array(
+    [
+        [128, 128, 128], [128, 0, 0], [192, 192, 128], [128, 64, 128], [0, 0, 192],
+        [128, 128, 0], [192, 128, 128], [64, 64, 128], [64, 0, 128], [64, 64, 0],
+        [0, 128, 192],
+    ],
+    dtype=np.uint8,
+)
+
+CITYSCAPES_CLASSES: tuple[str, ...] = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
+    "motorcycle", "bicycle",
+)
+CITYSCAPES_PALETTE = np.array(
+    [
+        [128, 64, 128], [244, 35, 232], [70, 70, 70], [102, 102, 156], [190, 153, 153],
+        [153, 153, 153], [250, 170, 30], [220, 220, 0], [107, 142, 35], [152, 251, 152],
+        [70, 130, 180], [220, 20, 60], [255, 0, 0], [0, 0, 142], [0, 0, 70], [0, 60, 100],
+        [0, 80, 100], [0, 0, 230], [119, 11, 32],
+    ],
+    dtype=np.uint8,
+)
+
+
+def colorize(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """(H, W) class ids -> (H, W, 3) RGB; ignored pixels are black."""
+    lut = np.zeros((256, 3), np.uint8)
+    lut[: len(palette)] = palette
+    return lut[labels]
