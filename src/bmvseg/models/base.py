@@ -43,7 +43,7 @@ class SegmentationModel(nn.Module):
         return max(self.strides)
 
     def preprocess(self, rgb: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """(H, W, 3) or (N, H, W, 3) uint8 RGB -> normalised float (N, 3, H, W) on the model's device."""
+        """(H, W, 3) or (N, H, W, 3) uint8 RGB -> normalised (N, 3, H, W) float."""
         t = torch.as_tensor(rgb)
         if t.ndim == 3:
             t = t.unsqueeze(0)
