@@ -23,7 +23,11 @@ X264_ONE_REF = {"refs": "1", "bframes": "0", "keyint": "100000", "scenecut": "0"
 def x264_params(options: Mapping[str, str]) -> dict[str, str]:
     """Codec options for libx264: keys x264 knows go through ``x264-params``."""
     x264_keys = {"refs", "bframes", "keyint", "min-keyint", "scenecut", "b-adapt", "subme", "me"}
-    params = ":".join(f"{k}={v}" for k, v in options.items() if k in x264_keys)
+    # x264 itself spells the reference count "ref"; an unknown x264-params key is silently ignored,
+    # so the FFmpeg-style "refs" must be translated or the stream keeps x264's default of 3.
+    params = ":".join(
+        f"{'ref' if k == 'refs' else k}={v}" for k, v in options.items() if k in x264_keys
+    )
     rest = {k: str(v) for k, v in options.items() if k not in x264_keys}
     if params:
         rest["x264-params"] = params
