@@ -1,0 +1,120 @@
+"""The warp convention (pull offsets, x first, pixel centres) pinned by invariants."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bmvseg.schemes.fusion import ConvFusion, fuse, interval_weights
+from bmvseg.schemes.propagation import propagate
+from bmvseg.video.motion import MotionField
+from bmvseg.warp import backward_flow, compose, field_to_flow, warp
+
+
+def smooth_map(c: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """A smooth random feature map, so bilinear sampling is well-behaved."""
+    g = torch.Generator().manual_seed(seed)
+    small = torch.randn(1, c, h // 4 + 2, w // 4 + 2, generator=g)
+    return torch.nn.functional.interpolate(small, size=(h, w), mode="bicubic", align_corners=False)
+
+
+def const_flow(dx: float, dy: float, h: int, w: int) -> torch.Tensor:
+    flow = torch.zeros(1, 2, h, w)
+    flow[:, 0], flow[:, 1] = dx, dy
+    return flow
+
+
+def test_pull_direction_and_axis_order() -> None:
+    f = torch.zeros(1, 1, 8, 10)
+    f[0, 0, 3, 4] = 1.0  # a spike at x=4, y=3
+    out = warp(f, const_flow(2, 1, 8, 10))  # out(p) = f(p + (2, 1))
+    assert out[0, 0, 2, 2] == 1.0 and torch.isclose(out.sum(), torch.tensor(1.0))
+
+
+@given(
+    c=st.integers(1, 4),
+    h=st.integers(2, 24),
+    w=st.integers(2, 24),
+)
+@settings(max_examples=30, deadline=None)
+def test_zero_flow_is_identity(c: int, h: int, w: int) -> None:
+    f = torch.randn(1, c, h, w)
+    assert torch.equal(warp(f, torch.zeros(1, 2, h, w)), f)
+    # A flow with sub-ulp noise is still the identity to float precision (true sampling path).
+    tiny = torch.full((1, 2, h, w), 1e-7)
+    assert torch.allclose(warp(f, tiny), f, atol=1e-4)
+
+
+@given(
+    a=st.tuples(st.integers(-3, 3), st.integers(-3, 3)),
+    b=st.tuples(st.integers(-3, 3), st.integers(-3, 3)),
+)
+@settings(max_examples=25, deadline=None)
+def test_two_translations_compose_to_one(a: tuple[int, int], b: tuple[int, int]) -> None:
+    h, w, m = 32, 40, 7  # compare away from borders (m > total shift)
+    f = smooth_map(3, h, w)
+    twice = warp(warp(f, const_flow(*a, h, w)), const_flow(*b, h, w))
+    once = warp(f, const_flow(a[0] + b[0], a[1] + b[1], h, w))
+    assert torch.allclose(twice[..., m:-m, m:-m], once[..., m:-m, m:-m], atol=1e-5)
+    composed = compose(const_flow(*a, h, w), const_flow(*b, h, w))
+    assert torch.allclose(composed, const_flow(a[0] + b[0], a[1] + b[1], h, w))
+
+
+def test_field_to_flow_scales_blocks_to_feature_stride() -> None:
+    # 48x64 image, 16-px blocks (3x4 cells); features at stride 8 (6x8).
+    mv = np.zeros((3, 4, 2), np.float32)
+    mv[1, 2] = (8.0, -4.0)
+    field = MotionField(mv, np.ones((3, 4), bool), 16)
+    flow = field_to_flow(field, (6, 8), 8)
+    assert flow.shape == (1, 2, 6, 8)
+    # Cell (1, 2) covers feature pixels rows 2-3, cols 4-5; vectors divided by the stride.
+    assert torch.all(flow[0, 0, 2:4, 4:6] == 1.0) and torch.all(flow[0, 1, 2:4, 4:6] == -0.5)
+    assert flow[0, :, :2].abs().sum() == 0 and flow[0, :, :, :4].abs().sum() == 0
+
+
+def test_invalid_cells_take_neighbour_mean() -> None:
+    mv = np.full((3, 3, 2), 2.0, np.float32)
+    valid = np.ones((3, 3), bool)
+    valid[1, 1] = False
+    mv[1, 1] = 99.0  # must not be trusted
+    flow = field_to_flow(MotionField(mv, valid, 16), (3, 3), 16)
+    assert torch.allclose(flow, torch.full_like(flow, 2.0 / 16))
+    none_valid = field_to_flow(MotionField(mv, np.zeros((3, 3), bool), 16), (3, 3), 16)
+    assert not none_valid.any()
+
+
+def test_backward_undoes_forward_for_translation() -> None:
+    h, w, m = 24, 32, 4
+    f = smooth_map(2, h, w, seed=1)
+    fwd = const_flow(2, -1, h, w)
+    back = warp(warp(f, fwd), backward_flow(fwd))
+    assert torch.allclose(back[..., m:-m, m:-m], f[..., m:-m, m:-m], atol=1e-5)
+    # Sub-pixel: exact up to the blur of two bilinear resamplings.
+    fwd = const_flow(1.5, -0.5, h, w)
+    back = warp(warp(f, fwd), backward_flow(fwd))
+    err = (back - f)[..., m:-m, m:-m].abs().mean() / f.abs().mean()
+    assert err < 0.1
+
+
+def test_accumulated_propagation_matches_chained_for_translation() -> None:
+    h, w, m = 24, 32, 8
+    f = smooth_map(2, h, w, seed=2)
+    steps = [(const_flow(1, 0, h, w),), (const_flow(0.5, 1, h, w),), (const_flow(1, 0.5, h, w),)]
+    chained = propagate((f,), steps)
+    accumulated = propagate((f,), steps, accumulate=True)
+    for x, y in zip(chained, accumulated, strict=True):
+        assert torch.allclose(x[0][..., m:-m, m:-m], y[0][..., m:-m, m:-m], atol=0.02)
+
+
+def test_fusion_weights_follow_the_paper() -> None:
+    assert interval_weights(0, 5) == (1.0, 0.0)
+    assert interval_weights(2, 5) == (0.6, 0.4)
+    ff, fb = torch.ones(1, 2, 3, 3), torch.full((1, 2, 3, 3), 3.0)
+    (avg,) = fuse((ff,), (fb,), 1, 4, "avg")
+    assert torch.allclose(avg, torch.full_like(avg, 0.75 * 1 + 0.25 * 3))
+    (mx,) = fuse((ff,), (fb,), 1, 4, "max")
+    assert torch.allclose(mx, torch.full_like(mx, 0.75))
+    (cv,) = fuse((ff,), (fb,), 1, 4, "conv", ConvFusion([2]))  # initialised to avg
+    assert torch.allclose(cv, avg)
