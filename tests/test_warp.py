@@ -94,8 +94,9 @@ def test_backward_undoes_forward_for_translation() -> None:
     # Sub-pixel: exact up to the blur of two bilinear resamplings.
     fwd = const_flow(1.5, -0.5, h, w)
     back = warp(warp(f, fwd), backward_flow(fwd))
-    err = (back - f)[..., m:-m, m:-m].abs().mean() / f.abs().mean()
-    assert err < 0.1
+    err = (back - f)[..., m:-m, m:-m].abs().mean()
+    not_undone = (warp(f, fwd) - f)[..., m:-m, m:-m].abs().mean()
+    assert err < 0.3 * not_undone
 
 
 def test_accumulated_propagation_matches_chained_for_translation() -> None:
