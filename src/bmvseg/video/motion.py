@@ -59,3 +59,59 @@ class MotionField:
 def grid_shape(height: int, width: int, block: int = 16) -> tuple[int, int]:
     """Rows and columns of the cell grid for a ``height`` x ``width`` frame."""
     return -(-height // block), -(-width // block)
+
+
+# Every partition FFmpeg exports (H.264, MPEG-4 part 2, MPEG-1/2) is a multiple of 4 pixels and
+# sits on a 4-pixel grid, so vectors are first painted on a grid of 4x4 units and then averaged.
+_UNIT = 4
+
+
+def rasterise(vectors: np.ndarray | None, height: int, width: int, block: int = 16) -> MotionField:
+    """Turn FFmpeg's exported motion vectors of one frame into a :class:`MotionField`.
+
+    ``vectors`` is the structured array of ``side_data.to_ndarray()`` (fields ``source``, ``w``,
+    ``h``, ``dst_x``, ``dst_y`` (the partition's centre), ``motion_x``, ``motion_y``,
+    ``motion_scale``).  Only past-referencing vectors (``source < 0``) are used; the caller must
+    know that the past reference is frame ``t - 1``.  Each partition fills the cells its area
+    covers; a cell covered by several partitions (16x16 cells over 8x8 partitions) gets their
+    area-weighted mean.  Cells no partition covers (intra blocks) stay invalid with ``mv = 0``.
+    The sub-pel ``motion_x / motion_scale`` is used, never the rounded ``src_x``.
+    """
+    if block % _UNIT or block <= 0:
+        raise ValueError(f"block must be a positive multiple of {_UNIT}, got {block}")
+    field = MotionField.invalid(height, width, block)
+    if vectors is None or len(vectors) == 0:
+        return field
+    v = vectors[vectors["source"] < 0]
+    if len(v) == 0:
+        return field
+    hb, wb = field.grid_shape
+    k = block // _UNIT
+    hu, wu = hb * k, wb * k  # unit grid, padded to whole cells
+    w = np.maximum(v["w"].astype(np.int64) // _UNIT, 1)
+    h = np.maximum(v["h"].astype(np.int64) // _UNIT, 1)
+    x0 = (v["dst_x"].astype(np.int64) - v["w"].astype(np.int64) // 2) // _UNIT
+    y0 = (v["dst_y"].astype(np.int64) - v["h"].astype(np.int64) // 2) // _UNIT
+    scale = np.maximum(v["motion_scale"].astype(np.float64), 1.0)
+    mx = v["motion_x"] / scale
+    my = v["motion_y"] / scale
+    # Expand each partition into the (at most 4x4 for 16x16) units it covers.
+    span = int(max(w.max(), h.max()))
+    oy, ox = np.mgrid[0:span, 0:span]
+    ox = ox.ravel()[None, :]
+    oy = oy.ravel()[None, :]
+    ux = x0[:, None] + ox
+    uy = y0[:, None] + oy
+    keep = (ox < w[:, None]) & (oy < h[:, None]) & (ux >= 0) & (uy >= 0) & (ux < wu) & (uy < hu)
+    rows, _ = np.nonzero(keep)
+    flat = (uy[keep] // k) * wb + ux[keep] // k  # the cell each covered unit belongs to
+    n = hb * wb
+    count = np.bincount(flat, minlength=n)
+    sx = np.bincount(flat, weights=mx[rows], minlength=n)
+    sy = np.bincount(flat, weights=my[rows], minlength=n)
+    valid = count > 0
+    denom = np.maximum(count, 1)
+    field.mv[..., 0] = (sx / denom).reshape(hb, wb)
+    field.mv[..., 1] = (sy / denom).reshape(hb, wb)
+    field.valid[:] = valid.reshape(hb, wb)
+    return field

@@ -1,0 +1,135 @@
+"""Frame-to-previous-frame motion for streams whose own vectors cannot give it.
+
+The fallback re-encodes the decoded frames in memory with libx264 under settings that make every
+P-block reference exactly the previous frame (one reference, no B-frames, no I-frames after the
+first, zero latency so nothing is buffered), decodes that stream with ``+export_mvs`` and reads
+its vectors.  This is what the paper measured as "H.264 compression time" (2.78 ms/frame).
+
+The estimator is streaming: one frame in, its field out.  Pushing a frame with ``key=True``
+restarts the chain there (that frame is coded as an I-frame and gets no field), which is how the
+reader estimates a single frame pair, e.g. across a mid-stream I-frame of an otherwise native
+stream: ``push(prev, key=True); push(cur)``.
+
+``bench/motion.py`` compares x264 presets and FFmpeg's ``mestimate`` filter (see
+``bench/RESULTS-motion.md``); :data:`X264_ESTIMATOR_OPTIONS` is the chosen setting.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from bmvseg.video.motion import MotionField, rasterise
+
+# ultrafast with quarter-pel refinement (subme=1; ultrafast alone is full-pel only), only the
+# 16x16 partition type needed for 16-pixel cells, one reference, no B-frames, no scene-cut or
+# keyint I-frames, no lookahead (bounded memory, one packet per frame), a low constant QP so
+# that the encoder prefers true motion over cheap skips.  Chosen in bench/RESULTS-motion.md.
+X264_ESTIMATOR_OPTIONS: dict[str, str] = {
+    "preset": "ultrafast",
+    "tune": "zerolatency",
+    "x264-params": (
+        "ref=1:bframes=0:keyint=infinite:min-keyint=1:scenecut=0:rc-lookahead=0:"
+        "sync-lookahead=0:subme=1:me=dia:qp=18:aq-mode=0"
+    ),
+}
+
+
+def x264_estimator_options(block: int = 16, **extra: str) -> dict[str, str]:
+    """Estimator settings; finer grids (block < 16) also let x264 split into 8x8 partitions."""
+    opts = dict(X264_ESTIMATOR_OPTIONS)
+    params = opts["x264-params"]
+    if block < 16:
+        params += ":partitions=p8x8"
+    for key, value in extra.items():
+        if key in ("preset", "tune"):
+            opts[key] = value
+        else:
+            params += f":{key}={value}"
+    opts["x264-params"] = params
+    return opts
+
+
+def motion_vectors(frame: av.VideoFrame) -> np.ndarray | None:
+    """The structured array of a decoded frame's exported motion vectors, or None."""
+    for data in frame.side_data:
+        if getattr(data, "type", None) is not None and data.type.name == "MOTION_VECTORS":
+            return data.to_ndarray()
+    return None
+
+
+class X264MotionEstimator:
+    """Streaming frame-to-previous-frame motion by in-memory one-reference H.264 re-encoding."""
+
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        *,
+        block: int = 16,
+        options: dict[str, str] | None = None,
+        threads: int = 1,
+    ) -> None:
+        self.height, self.width, self.block = height, width, block
+        # 4:2:0 needs even sizes; an odd row/column is replicated and its vectors ignored.
+        self._ew, self._eh = width + (width & 1), height + (height & 1)
+        self.options = dict(options or x264_estimator_options(block))
+        self._threads = threads
+        self._open()
+
+    def _open(self) -> None:
+        enc = av.CodecContext.create("libx264", "w")
+        enc.width, enc.height = self._ew, self._eh
+        enc.pix_fmt = "yuv420p"
+        enc.time_base = Fraction(1, 25)
+        enc.thread_count = self._threads
+        enc.options = self.options
+        enc.open()
+        dec = av.CodecContext.create("h264", "r")
+        dec.options = {"flags2": "+export_mvs"}
+        dec.thread_count = 1
+        self._enc, self._dec = enc, dec
+        self._pts = 0
+
+    def _prepare(self, frame: av.VideoFrame | np.ndarray) -> av.VideoFrame:
+        if isinstance(frame, np.ndarray):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        if (frame.width, frame.height) != (self._ew, self._eh):
+            rgb = frame.to_ndarray(format="rgb24")
+            rgb = np.pad(
+                rgb, ((0, self._eh - rgb.shape[0]), (0, self._ew - rgb.shape[1]), (0, 0)), "edge"
+            )
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        if frame.format.name != "yuv420p":
+            frame = frame.reformat(format="yuv420p")
+        return frame
+
+    def push(self, frame: av.VideoFrame | np.ndarray, *, key: bool = False) -> MotionField:
+        """Encode one frame (the next in presentation order) and return its field vs the last.
+
+        The first frame and every ``key=True`` frame get an all-invalid field.
+        """
+        vf = self._prepare(frame)
+        first = self._pts == 0
+        saved = vf.pts, vf.pict_type  # vf may be the caller's frame: restore what we stamp
+        vf.pts = self._pts
+        self._pts += 1
+        vf.pict_type = av.video.frame.PictureType.I if key and not first else 0
+        try:
+            packets = self._enc.encode(vf)
+        finally:
+            vf.pts, vf.pict_type = saved
+        decoded = []
+        for packet in packets:
+            decoded.extend(self._dec.decode(packet))
+        if len(decoded) != 1:  # zero-latency settings guarantee one frame out per frame in
+            raise RuntimeError(f"re-encoder returned {len(decoded)} frames for one input")
+        out = decoded[0]
+        if first or key or out.pict_type != av.video.frame.PictureType.P:
+            return MotionField.invalid(self.height, self.width, self.block)
+        return rasterise(motion_vectors(out), self.height, self.width, self.block)
+
+    def close(self) -> None:
+        self._enc = self._dec = None  # type: ignore[assignment]

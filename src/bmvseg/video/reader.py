@@ -1,0 +1,427 @@
+"""Reading a compressed video as frames with their block motion relative to the previous frame.
+
+Every frame ``t >= 1`` gets a :class:`~bmvseg.video.motion.MotionField` relative to frame
+``t - 1`` whatever the stream's structure; frame 0 gets an all-invalid field.  Where the motion
+comes from is the *motion policy*:
+
+``native``
+    The stream's own vectors (``+export_mvs``), past-referencing ones only.  Exact when every
+    P-frame can reference nothing but the previous frame; otherwise an approximation, and
+    frames without vectors (I-frames, codecs FFmpeg exports none for) get invalid fields.
+``reencode``
+    The decoded frames are re-encoded in memory, streaming, by
+    :class:`~bmvseg.video.estimate.X264MotionEstimator` and its vectors are read.
+``auto`` (default)
+    ``native`` where the stream's vectors are exactly frame-to-previous-frame motion: H.264 with
+    ``max_num_ref_frames == 1`` (read from the SPS) and no B-frames, MPEG-4 part 2, MPEG-1/2 and
+    H.263 without B-frames, all of them not intra-only.  A mid-stream I-frame of such a stream
+    has its frame pair estimated alone (two frames through the re-encoder).  Everything else
+    (several references, B-frames, interlaced H.264, HEVC/VP9/AV1/MJPEG/... with no exported
+    vectors, intra-only streams) is re-encoded.  B-frames are looked for at open (packet
+    timestamps out of decode order, the SPS's reorder count); if one still shows up later the
+    reader switches to re-encoding from that frame on (frames before it were exact) and updates
+    ``motion_source``/``motion_reason``/``notice``.
+
+Intra-coded blocks inside P-frames have no vector: their cells are invalid (``mv = 0``).
+Downstream code should treat them as unknown motion (the warp keeps the cached feature in place,
+i.e. assumes zero motion, or refreshes them) rather than as a measured zero.
+
+Memory is bounded: frames are decoded and yielded one at a time.  Decoding errors part-way mark
+the reader ``truncated`` (the frames decoded until then have been yielded).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import av
+import numpy as np
+
+from bmvseg.errors import VideoError
+from bmvseg.video.estimate import X264MotionEstimator, motion_vectors
+from bmvseg.video.h264 import find_sps
+from bmvseg.video.motion import MotionField, grid_shape, rasterise
+
+log = logging.getLogger(__name__)
+
+POLICIES = ("auto", "native", "reencode")
+# Codecs whose FFmpeg decoders export motion vectors (H.264 and the mpegvideo family).
+VECTOR_CODECS = {"h264", "mpeg4", "mpeg1video", "mpeg2video", "h263", "h263p", "flv1"}
+# Packets inspected at open to find B-frames (timestamps out of decode order), intra-only
+# streams and the in-band SPS.
+_PROBE_PACKETS = 64
+_PICT = {1: "I", 2: "P", 3: "B"}
+
+
+@dataclass
+class Frame:
+    """One decoded frame in presentation order and its motion relative to the previous one."""
+
+    index: int  # 0-based presentation order among decoded frames
+    time: float  # seconds: pts * time_base, or index / fps without pts
+    pict_type: str  # "I", "P", "B" or "?" of the input stream's frame
+    image: np.ndarray | None  # (H, W, 3) uint8 RGB, only when asked for
+    motion: MotionField  # relative to frame index-1; frame 0: MotionField.invalid(...)
+
+
+@dataclass
+class _Probe:
+    packets: int = 0
+    keyframes: int = 0
+    reordered: bool = False
+    first_packet: bytes | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def _describe(source: object) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    return str(getattr(source, "name", "<stream>"))
+
+
+class VideoReader:
+    """Frames and motion fields of a video file or seekable binary file object."""
+
+    def __init__(
+        self, source: str | os.PathLike | BinaryIO, *, motion: str = "auto", block: int = 16
+    ) -> None:
+        if motion not in POLICIES:
+            raise VideoError(f"unknown motion policy {motion!r}: use one of {', '.join(POLICIES)}")
+        if block <= 0 or block % 4:
+            raise VideoError(f"block must be a positive multiple of 4 (e.g. 16, 8, 4), got {block}")
+        self.source = source
+        self.name = _describe(source)
+        self.policy = motion
+        self.block = block
+        self.truncated = False
+        self.notice: str | None = None
+        self._start_pos = None if isinstance(source, (str, os.PathLike)) else source.tell()
+        if self._start_pos is None and not os.path.exists(source):  # type: ignore[arg-type]
+            raise VideoError(f"{self.name}: no such file")
+        container = self._open()
+        try:
+            stream = container.streams.video[0]
+            cc = stream.codec_context
+            self.width, self.height = int(cc.width), int(cc.height)
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            self.fps = float(rate) if rate else 25.0
+            # An exact count from the container's index (MP4), else an estimate from the duration.
+            self._count_exact = bool(stream.frames)
+            self.frame_count: int | None = int(stream.frames) or None
+            if self.frame_count is None:
+                if stream.duration and stream.time_base:
+                    seconds = float(stream.duration * stream.time_base)
+                else:
+                    seconds = (container.duration or 0) / av.time_base
+                self.frame_count = round(seconds * self.fps) or None
+            probe = self._probe(container, stream)
+            self.codec_info = self._codec_info(stream, probe)
+        finally:
+            container.close()
+        if self.width <= 0 or self.height <= 0:
+            raise VideoError(f"{self.name}: video stream has no frame size")
+        self.motion_source, self.motion_reason = self._decide(probe)
+        if self.motion_source == "reencode" and self.policy == "auto":
+            self.notice = f"{self.name}: re-encoding for motion ({self.motion_reason})"
+        self._container: av.container.InputContainer | None = None
+
+    # -- opening and probing -------------------------------------------------------------------
+
+    def _open(self) -> av.container.InputContainer:
+        """A fresh container positioned at the start (file objects are rewound)."""
+        if self._start_pos is not None:
+            self.source.seek(self._start_pos)  # type: ignore[union-attr]
+        try:
+            container = av.open(self.source, mode="r")
+        except FileNotFoundError as exc:
+            raise VideoError(f"{self.name}: no such file") from exc
+        except IsADirectoryError as exc:
+            raise VideoError(f"{self.name}: is a directory, not a video") from exc
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise VideoError(
+                f"{self.name}: not a readable video, or truncated/corrupt ({_reason(exc)})"
+            ) from exc
+        if not container.streams.video:
+            container.close()
+            raise VideoError(f"{self.name}: no video stream")
+        return container
+
+    def _probe(self, container: av.container.InputContainer, stream: av.VideoStream) -> _Probe:
+        """Demux the first packets and decode the first frame: fail early on undecodable input."""
+        probe = _Probe()
+        decoded = False
+        last_pts = None
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0 and packet.pts is None:
+                    continue
+                if probe.first_packet is None:
+                    probe.first_packet = bytes(packet)
+                probe.packets += 1
+                probe.keyframes += bool(packet.is_keyframe)
+                if packet.pts is not None:
+                    probe.reordered |= last_pts is not None and packet.pts < last_pts
+                    last_pts = packet.pts if last_pts is None else max(last_pts, packet.pts)
+                if not decoded:
+                    decoded = bool(stream.codec_context.decode(packet))
+                if probe.packets >= _PROBE_PACKETS and decoded:
+                    break
+            if not decoded:
+                decoded = bool(stream.codec_context.decode(None))
+        except av.error.EOFError:
+            pass
+        except av.FFmpegError as exc:
+            if not decoded:
+                raise VideoError(f"{self.name}: cannot decode video ({_reason(exc)})") from exc
+        if not decoded:
+            raise VideoError(f"{self.name}: cannot decode video (no frame could be decoded)")
+        return probe
+
+    def _codec_info(self, stream: av.VideoStream, probe: _Probe) -> dict:
+        cc = stream.codec_context
+        info: dict = {
+            "codec": cc.name,
+            "profile": cc.profile,
+            "pix_fmt": cc.pix_fmt,
+            "has_b_frames": bool(cc.has_b_frames),
+            "reordered_packets": probe.reordered,
+            "intra_only": probe.packets > 1 and probe.keyframes == probe.packets,
+            "refs": None,
+        }
+        if cc.name == "h264":
+            sps = find_sps(cc.extradata, probe.first_packet)
+            if sps is not None:
+                info["refs"] = sps.max_num_ref_frames
+                info["max_num_reorder_frames"] = sps.max_num_reorder_frames
+                info["interlaced"] = not sps.frame_mbs_only
+        return info
+
+    def _decide(self, probe: _Probe) -> tuple[str, str]:
+        """The motion source and a one-line reason for it."""
+        info = self.codec_info
+        codec = info["codec"]
+        if self.policy == "reencode":
+            return "reencode", "re-encoding requested (--motion reencode)"
+        if codec not in VECTOR_CODECS:
+            if self.policy == "native":
+                raise VideoError(
+                    f"{self.name}: FFmpeg exports no motion vectors for {codec}; "
+                    "use --motion auto or reencode"
+                )
+            return "reencode", f"{codec} streams carry no motion vectors FFmpeg can export"
+        if self.policy == "native":
+            return "native", f"stream's own {codec} vectors requested (--motion native)"
+        if info["intra_only"]:
+            return "reencode", f"{codec} stream is intra-only (every frame a keyframe)"
+        b_frames = info["reordered_packets"]
+        if codec == "h264":
+            refs = info["refs"]
+            reorder = info.get("max_num_reorder_frames")
+            b_frames = b_frames or bool(reorder) or (reorder is None and info["has_b_frames"])
+            if b_frames:
+                return "reencode", "H.264 with B-frames: vectors also point into the future"
+            if refs is None:
+                return "reencode", "H.264 reference count unknown (no readable SPS)"
+            if info.get("interlaced"):
+                return "reencode", "interlaced H.264: field vectors are not frame motion"
+            if refs != 1:
+                return (
+                    "reencode",
+                    f"H.264 with {refs} reference frames: stream vectors may point past t-1",
+                )
+            return "native", "H.264 with 1 reference frame and no B-frames: vectors are t -> t-1"
+        if codec == "mpeg4":
+            b_frames = b_frames or info["has_b_frames"]
+        if b_frames:
+            return "reencode", f"{codec} with B-frames: P-vectors skip the B-frames before them"
+        return "native", f"{codec} without B-frames: P-frames reference the previous frame"
+
+    # -- iteration -----------------------------------------------------------------------------
+
+    def frames(
+        self, *, images: bool = True, start: int = 0, end: int | None = None
+    ) -> Iterator[Frame]:
+        """Frames ``start <= index < end`` in presentation order, decoded one at a time.
+
+        Frames before ``start`` are still decoded (motion needs them) but not converted.
+        """
+        self.close()
+        container = self._container = self._open()
+        stream = container.streams.video[0]
+        cc = stream.codec_context
+        cc.thread_type = "SLICE"
+        native = self.motion_source == "native"
+        if native:
+            cc.options = {"flags2": "+export_mvs"}
+        estimator: X264MotionEstimator | None = None
+        prev: av.VideoFrame | None = None
+        time_base = stream.time_base
+        index = 0
+        try:
+            for vf in self._decode(container, stream):
+                if end is not None and index >= end:
+                    break
+                pict = _PICT.get(int(vf.pict_type), "?")
+                wanted = index >= start
+                motion: MotionField | None = None
+                if native and pict == "B" and self.policy == "auto" and index > 0:
+                    native = False
+                    self._switch_to_reencode(index)
+                if native:
+                    if wanted:
+                        motion = self._native_field(vf, pict, index, prev)
+                        if motion is None:  # mid-stream I-frame: estimate this pair alone
+                            estimator = estimator or self._estimator()
+                            estimator.push(prev, key=True)
+                            motion = estimator.push(vf)
+                elif index >= start - 1:  # re-encode: the chain starts at frame start-1
+                    if estimator is None:
+                        estimator = self._estimator()
+                        if prev is not None and index > 0 and wanted:
+                            estimator.push(prev, key=True)  # switched mid-stream
+                    motion = estimator.push(vf, key=index == max(start - 1, 0))
+                if wanted:
+                    if motion is None or index == 0:
+                        motion = MotionField.invalid(self.height, self.width, self.block)
+                    t = float(vf.pts * time_base) if vf.pts is not None and time_base else None
+                    yield Frame(
+                        index=index,
+                        time=t if t is not None else index / self.fps,
+                        pict_type=pict,
+                        image=vf.to_ndarray(format="rgb24") if images else None,
+                        motion=motion,
+                    )
+                prev = vf
+                index += 1
+            else:
+                self._check_count(index)
+        finally:
+            if estimator is not None:
+                estimator.close()
+            self.close()
+
+    def _decode(
+        self, container: av.container.InputContainer, stream: av.VideoStream
+    ) -> Iterator[av.VideoFrame]:
+        """Decoded frames; a demuxing/decoding error ends the stream as truncated."""
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+                out = stream.codec_context.decode(packet)
+            except StopIteration:
+                break
+            except av.FFmpegError as exc:
+                self._mark_truncated(exc)
+                return
+            yield from out
+        try:  # demux already ends with an empty (flushing) packet; flush again to be sure
+            out = stream.codec_context.decode(None)
+        except av.error.EOFError:
+            return
+        except av.FFmpegError as exc:
+            self._mark_truncated(exc)
+            return
+        yield from out
+
+    def _mark_truncated(self, exc: Exception | str) -> None:
+        self.truncated = True
+        log.info("%s: decoding stopped early (%s)", self.name, _reason(exc))
+
+    def _check_count(self, decoded: int) -> None:
+        """FFmpeg often just stops at a cut-off or garbled stream: compare with the container."""
+        expected = self.frame_count
+        if expected is None or self.truncated:
+            return
+        slack = 0 if self._count_exact else max(1, round(0.02 * expected))
+        if decoded + slack < expected:
+            self._mark_truncated(f"{decoded} of the {expected} frames the container announces")
+
+    def _native_field(
+        self, vf: av.VideoFrame, pict: str, index: int, prev: av.VideoFrame | None
+    ) -> MotionField | None:
+        """The stream's field for this frame; None where auto must estimate the pair instead.
+
+        That is every frame without exported vectors: I-frames, P-frames coded all-intra, and
+        the last frame of an MPEG-2 stream, which FFmpeg's decoder returns at the flush
+        without its vectors.
+        """
+        if index == 0:
+            return MotionField.invalid(self.height, self.width, self.block)
+        vectors = motion_vectors(vf)
+        if vectors is not None and len(vectors):
+            return rasterise(vectors, self.height, self.width, self.block)
+        if self.policy == "native" or prev is None:
+            return MotionField.invalid(self.height, self.width, self.block)
+        return None
+
+    def _estimator(self) -> X264MotionEstimator:
+        return X264MotionEstimator(self.height, self.width, block=self.block)
+
+    def _switch_to_reencode(self, index: int) -> None:
+        self.motion_source = "reencode"
+        self.motion_reason = (
+            f"B-frame found at frame {index} of a stream that announced none: re-encoding from "
+            f"frame {index} on (earlier frames used the stream's vectors)"
+        )
+        self.notice = f"{self.name}: {self.motion_reason}"
+        log.info(self.notice)
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        return grid_shape(self.height, self.width, self.block)
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _reason(exc: BaseException | str) -> str:
+    if isinstance(exc, str):
+        return exc
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return " ".join(str(text).split())
+
+
+def read_motion(
+    source: str | os.PathLike | BinaryIO, *, motion: str = "auto", block: int = 16
+) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray, dict]:
+    """All motion fields of a video at once: ``(mv (T,Hb,Wb,2), valid (T,Hb,Wb), pict_types,
+    times (T,), info)``.  ``info`` holds the motion source and reason, sizes, fps, block,
+    ``truncated``, ``notice`` and the detected ``codec_info``.
+    """
+    with VideoReader(source, motion=motion, block=block) as reader:
+        mvs, valids, picts, times = [], [], [], []
+        for frame in reader.frames(images=False):
+            mvs.append(frame.motion.mv)
+            valids.append(frame.motion.valid)
+            picts.append(frame.pict_type)
+            times.append(frame.time)
+        hb, wb = reader.grid_shape
+        info = {
+            "motion_source": reader.motion_source,
+            "motion_reason": reader.motion_reason,
+            "notice": reader.notice,
+            "truncated": reader.truncated,
+            "width": reader.width,
+            "height": reader.height,
+            "fps": reader.fps,
+            "block": block,
+            "codec_info": reader.codec_info,
+        }
+    mv = np.stack(mvs) if mvs else np.zeros((0, hb, wb, 2), np.float32)
+    valid = np.stack(valids) if valids else np.zeros((0, hb, wb), bool)
+    return mv.astype(np.float32), valid, picts, np.asarray(times, np.float64), info
