@@ -7,3 +7,12 @@ training loops, ``cli`` the command line.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``bmvseg.segment`` without importing torch on ``import bmvseg``."""
+    if name == "segment":
+        from bmvseg.schemes.segment import segment
+
+        return segment
+    raise AttributeError(name)

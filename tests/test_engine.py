@@ -1,0 +1,137 @@
+"""The engine's invariants: k=1 is per-frame, static video is exact, known motion is followed,
+ranges compose, no frame is dropped or duplicated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bmvseg.data.textures import moving_texture_clip, smooth_texture
+from bmvseg.errors import BmvsegError
+from bmvseg.models.base import SegmentationModel
+from bmvseg.models.registry import build_model
+from bmvseg.schemes.engine import SCHEMES, Engine, EngineConfig
+from bmvseg.video.encode import X264_ONE_REF, encode_video
+from bmvseg.video.reader import VideoReader
+
+H, W = 96, 128
+
+
+@pytest.fixture(scope="module")
+def model() -> SegmentationModel:
+    torch.manual_seed(0)
+    return build_model("enet_lite", weights=None).to(memory_format=torch.channels_last).eval()
+
+
+def encode(tmp: Path, frames: list[np.ndarray], name: str) -> Path:
+    path = tmp / name
+    encode_video(frames, path, options={"crf": "12", "preset": "medium", **X264_ONE_REF})
+    return path
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("engine")
+    tex = smooth_texture(H, W, seed=3, scale=6.0)
+    big = smooth_texture(H, W + 16 * 12, seed=4, scale=6.0)
+    return {
+        "static": encode(tmp, [tex] * 9, "static.mp4"),
+        # Content moves 16 px (a whole block, and a multiple of every stride) left per frame.
+        "pan": encode(tmp, [big[:, 16 * t : 16 * t + W] for t in range(11)], "pan.mp4"),
+        "slow_pan": encode(tmp, [big[:, 4 * t : 4 * t + W] for t in range(7)], "slow.mp4"),
+        "moving": encode(
+            tmp, moving_texture_clip("object", H, W, 13, seed=5, speed=2.0)[0], "o.mp4"
+        ),
+    }
+
+
+def run(model, path, scheme, n, start=0, end=None, **kw) -> list:
+    engine = Engine(model, EngineConfig(scheme=scheme, interval=n, **kw))
+    with VideoReader(path) as reader:
+        return list(engine.run(reader.frames(start=start), start=start, end=end))
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_interval_one_is_per_frame(model, clips, scheme) -> None:
+    ref = run(model, clips["moving"], "per-frame", 1)
+    out = run(model, clips["moving"], scheme, 1)
+    assert [r.index for r in out] == list(range(13))
+    for a, b in zip(ref, out, strict=True):
+        assert np.array_equal(a.labels, b.labels)
+
+
+@pytest.mark.parametrize("scheme", ["prop-bmv", "inter-bmv"])
+@pytest.mark.parametrize("n", [3, 4])
+def test_static_video_equals_per_frame(model, clips, scheme, n) -> None:
+    ref = run(model, clips["static"], "per-frame", 1)
+    out = run(model, clips["static"], scheme, n)
+    for a, b in zip(ref, out, strict=True):
+        assert (a.labels == b.labels).mean() > 0.999, (scheme, a.index)
+
+
+@pytest.mark.parametrize("scheme", ["prop-bmv", "inter-bmv"])
+def test_known_translation_is_followed(model, clips, scheme) -> None:
+    ref = run(model, clips["pan"], "per-frame", 1)
+    n, m = 3, 16  # interval, interior margin
+    out = run(model, clips["pan"], scheme, n)
+    for a, b in zip(ref, out, strict=True):
+        # Content enters at the right edge 16 px per frame and leaves at the left: features
+        # warped from the previous keyframe know nothing of the right 16*p px, those warped back
+        # from the next keyframe nothing of the left 16*(n-p) px.  Compare where they can know.
+        right = W - m - 16 * b.offset
+        left = m + (16 * (n - b.offset) if scheme == "inter-bmv" and b.offset else 0)
+        agree = (a.labels[m:-m, left:right] == b.labels[m:-m, left:right]).mean()
+        assert agree >= 0.95, (scheme, a.index, agree)
+    # A wrong sign or swapped axes would fail the above; make sure it is not vacuous.
+    shifted = np.roll(ref[3].labels, 16, axis=1)
+    assert (shifted[m:-m, m:-m] == ref[3].labels[m:-m, m:-m]).mean() < 0.9
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_every_frame_once_in_order_with_tail(model, clips, scheme) -> None:
+    out = run(model, clips["moving"], scheme, 5)  # 13 frames: tail of 3 after keyframe 10
+    assert [r.index for r in out] == list(range(13))
+    keys = [r.index for r in out if r.keyframe]
+    expected = (
+        [0, 5, 10, 12]
+        if scheme == "inter-bmv"
+        else ([0, 5, 10] if scheme != "per-frame" else list(range(13)))
+    )
+    assert keys == expected
+    assert all(r.offset == 0 for r in out if r.keyframe)
+
+
+def test_inter_bmv_keyframes_equal_per_frame(model, clips) -> None:
+    ref = run(model, clips["moving"], "per-frame", 1)
+    out = run(model, clips["moving"], "inter-bmv", 4)
+    for r in out:
+        if r.keyframe:
+            assert np.array_equal(r.labels, ref[r.index].labels)
+
+
+@pytest.mark.parametrize("scheme", ["prop-bmv", "inter-bmv", "prop-flow"])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_ranges_concatenate_to_whole_run(model, clips, scheme, accumulate) -> None:
+    whole = run(model, clips["moving"], scheme, 4, accumulate=accumulate)
+    parts = run(model, clips["moving"], scheme, 4, 0, 8, accumulate=accumulate)
+    parts += run(model, clips["moving"], scheme, 4, 8, None, accumulate=accumulate)
+    assert [r.index for r in parts] == [r.index for r in whole]
+    for a, b in zip(whole, parts, strict=True):
+        assert np.array_equal(a.labels, b.labels), (scheme, a.index)
+
+
+def test_range_must_start_on_keyframe(model, clips) -> None:
+    with pytest.raises(BmvsegError, match="not a keyframe"):
+        run(model, clips["moving"], "inter-bmv", 4, 3, 8)
+
+
+def test_prop_flow_follows_a_gentle_pan(model, clips) -> None:
+    # DIS cannot lock onto 16 px/frame at 128x96 (its pyramid is too shallow), so a slower pan.
+    ref = run(model, clips["slow_pan"], "per-frame", 1)
+    out = run(model, clips["slow_pan"], "prop-flow", 3)
+    for a, b in zip(ref, out, strict=True):
+        right = W - 16 - 4 * b.offset
+        assert (a.labels[16:-16, 16:right] == b.labels[16:-16, 16:right]).mean() >= 0.9
