@@ -26,8 +26,10 @@ Intra-coded blocks inside P-frames have no vector: their cells are invalid (``mv
 Downstream code should treat them as unknown motion (the warp keeps the cached feature in place,
 i.e. assumes zero motion, or refreshes them) rather than as a measured zero.
 
-Memory is bounded: frames are decoded and yielded one at a time.  Decoding errors part-way mark
-the reader ``truncated`` (the frames decoded until then have been yielded).
+Memory is bounded: frames are decoded and yielded one at a time.  A stream that is cut off (fewer
+frames than the container announces) or damaged (the decoder runs with ``err_detect=explode``,
+so detected damage is an error rather than silent concealment) stops there: the frames decoded
+until then have been yielded and ``truncated`` is True.
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ VECTOR_CODECS = {"h264", "mpeg4", "mpeg1video", "mpeg2video", "h263", "h263p", "
 # streams and the in-band SPS.
 _PROBE_PACKETS = 64
 _PICT = {1: "I", 2: "P", 3: "B"}
+# FFmpeg conceals damaged data silently; "explode" turns detected damage into an error, which
+# ends decoding there and marks the reader truncated (a corrupt stream is not silently patched).
+_DECODER_OPTIONS = {"err_detect": "crccheck+bitstream+buffer+explode"}
 
 
 @dataclass
@@ -153,6 +158,7 @@ class VideoReader:
     def _probe(self, container: av.container.InputContainer, stream: av.VideoStream) -> _Probe:
         """Demux the first packets and decode the first frame: fail early on undecodable input."""
         probe = _Probe()
+        stream.codec_context.options = dict(_DECODER_OPTIONS)
         decoded = False
         last_pts = None
         try:
@@ -255,8 +261,7 @@ class VideoReader:
         cc = stream.codec_context
         cc.thread_type = "SLICE"
         native = self.motion_source == "native"
-        if native:
-            cc.options = {"flags2": "+export_mvs"}
+        cc.options = {"flags2": "+export_mvs", **_DECODER_OPTIONS} if native else _DECODER_OPTIONS
         estimator: X264MotionEstimator | None = None
         prev: av.VideoFrame | None = None
         time_base = stream.time_base
