@@ -34,6 +34,71 @@ def x264_params(options: Mapping[str, str]) -> dict[str, str]:
     return rest
 
 
+class VideoWriter:
+    """Streaming encoder: ``write`` RGB frames one by one, ``close`` to flush (context manager).
+
+    The frame size is taken from the first frame; the stream holds no more than the encoder's
+    own lookahead in memory.
+    """
+
+    def __init__(
+        self,
+        dest: str | os.PathLike | BinaryIO,
+        *,
+        fps: float = 15.0,
+        codec: str = "libx264",
+        options: Mapping[str, str] | None = None,
+        pix_fmt: str = "yuv420p",
+        container_format: str | None = None,
+    ) -> None:
+        self.options = dict(options or {})
+        self.codec, self.pix_fmt = codec, pix_fmt
+        self.rate = Fraction(fps).limit_denominator(1001)
+        if container_format is None and not isinstance(dest, (str, os.PathLike)):
+            container_format = "mp4"
+        self._out = av.open(dest, mode="w", format=container_format)
+        self._stream = None
+        self.count = 0
+
+    def write(self, rgb: np.ndarray) -> None:
+        if self._stream is None:
+            stream = self._out.add_stream(self.codec, rate=self.rate)
+            stream.pix_fmt = self.pix_fmt
+            stream.height, stream.width = rgb.shape[:2]
+            stream.options = (
+                x264_params(self.options)
+                if self.codec == "libx264"
+                else {k: str(v) for k, v in self.options.items()}
+            )
+            self._stream = stream
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        for packet in self._stream.encode(frame):
+            self._out.mux(packet)
+        self.count += 1
+
+    def close(self) -> None:
+        if self._stream is not None:
+            for packet in self._stream.encode():
+                self._out.mux(packet)
+        self._out.close()
+
+    def settings(self) -> dict[str, object]:
+        """The encoder settings, for experiment records."""
+        return {
+            "codec": self.codec,
+            "fps": float(self.rate),
+            "pix_fmt": self.pix_fmt,
+            "options": dict(self.options),
+            "frames": self.count,
+        }
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def encode_video(
     frames: Iterable[np.ndarray],
     dest: str | os.PathLike | BinaryIO,
@@ -49,35 +114,14 @@ def encode_video(
     ``options`` are codec options under FFmpeg's/x264's own names (``crf``, ``preset``, ``refs``,
     ``bframes``, ``keyint`` …).  For libx264 the x264-only keys are folded into ``x264-params``.
     """
-    options = dict(options or {})
-    codec_options = (
-        x264_params(options) if codec == "libx264" else {k: str(v) for k, v in options.items()}
-    )
-    rate = Fraction(fps).limit_denominator(1001)
-    with av.open(
+    with VideoWriter(
         dest,
-        mode="w",
-        format=container_format or ("mp4" if not isinstance(dest, (str, os.PathLike)) else None),
-    ) as out:
-        stream = out.add_stream(codec, rate=rate)
-        stream.pix_fmt = pix_fmt
-        stream.options = codec_options
-        first = True
-        count = 0
+        fps=fps,
+        codec=codec,
+        options=options,
+        pix_fmt=pix_fmt,
+        container_format=container_format,
+    ) as writer:
         for rgb in frames:
-            if first:
-                stream.height, stream.width = rgb.shape[:2]
-                first = False
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            for packet in stream.encode(frame):
-                out.mux(packet)
-            count += 1
-        for packet in stream.encode():
-            out.mux(packet)
-    return {
-        "codec": codec,
-        "fps": float(rate),
-        "pix_fmt": pix_fmt,
-        "options": dict(options),
-        "frames": count,
-    }
+            writer.write(rgb)
+    return writer.settings()
