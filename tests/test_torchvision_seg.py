@@ -151,3 +151,22 @@ def test_registry_and_torchvision_weight_names():
     assert resolve_torchvision_weights("deeplabv3_resnet101_os16", "DEFAULT") == w
     with pytest.raises(BmvsegError, match="COCO_WITH_VOC_LABELS_V1"):
         resolve_torchvision_weights("fcn_resnet50", "IMAGENET")
+
+
+@pytest.mark.parametrize("arch", ["lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large"])
+def test_default_weights_come_from_torchvisions_cache(arch, tmp_path, monkeypatch):
+    """``weights="DEFAULT"`` goes through torchvision's own download cache (pre-filled here)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    w = resolve_torchvision_weights(arch, "DEFAULT")
+    # torchvision's DeepLabV3 files include the auxiliary head; LRASPP has none.
+    tv = _random_tv_model(arch, len(w.meta["categories"]), aux=arch.startswith("deeplab"))
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(tv.state_dict(), cache / w.url.rsplit("/", 1)[1])
+    model = build_torchvision_model(arch, weights="DEFAULT", split="backbone")
+    assert model.class_names == tuple(w.meta["categories"])
+    assert model.palette.shape == (21, 3) and len({tuple(c) for c in model.palette}) == 21
+    assert model.mean == tuple(w.transforms().mean) and model.std == tuple(w.transforms().std)
+    x = torch.randn(1, 3, 64, 80)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x), tv(x)["out"], atol=1e-3, rtol=1e-4)
