@@ -14,7 +14,7 @@ import sys
 from bmvseg.errors import BmvsegError
 
 # Subcommand modules, in the order ``bmvseg --help`` lists them.
-COMMANDS = ("motion",)
+COMMANDS = ("motion", "train", "evaluate", "segment")
 
 
 def build_parser() -> argparse.ArgumentParser:

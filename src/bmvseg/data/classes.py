@@ -93,3 +93,9 @@ def colorize(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
     lut = np.zeros((256, 3), np.uint8)
     lut[: len(palette)] = palette
     return lut[labels]
+
+
+def blend(image: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float = 0.5):
+    """Labels drawn over an RGB image in the palette's colours (``alpha`` = label opacity)."""
+    colours = colorize(labels, palette).astype(np.uint16)
+    return ((1 - alpha) * image + alpha * colours).astype(np.uint8)
