@@ -1,0 +1,344 @@
+"""Ray casting of a :class:`~bmvseg.data.synthetic.scene.Scene`: colour, labels and exact flow.
+
+Each pixel's ray (through the pixel centre) is intersected with the ground plane and with every
+quad whose projection covers it (vectorised per quad over its bounding box); the nearest hit
+wins.  The hit point ``P`` and the velocity of what was hit give the flow exactly: ``P`` was at
+``P - velocity / fps`` one frame earlier, and projecting that into the previous camera gives
+where the pixel's content was in frame ``t - 1`` (the backward/pull convention of
+:mod:`bmvseg.video.motion`).  Colours are sampled from mip-mapped textures at the hit point's
+texture coordinates (trilinear), with constant per-face shading, distance fog, a slow global
+lighting drift and mild sensor noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from bmvseg.data.synthetic import textures as tx
+from bmvseg.data.synthetic.scene import Scene
+
+FAR = 320.0  # metres: quads beyond this are skipped; fog is complete there so nothing pops
+FOG_SCALE = 140.0
+NOISE_SIGMA = 1.6  # grey levels of sensor noise
+SKY = -2
+GROUND = -1
+
+
+@dataclass
+class GBuffer:
+    """Per-pixel hit: depth along the optical axis, what was hit, texture coordinates, mip level."""
+
+    depth: np.ndarray  # (H, W) float32, inf = sky
+    hit: np.ndarray  # (H, W) int32: quad index, GROUND or SKY
+    tex: np.ndarray  # (H, W) int32 texture index
+    tu: np.ndarray
+    tv: np.ndarray
+    lod: np.ndarray
+    labels: np.ndarray  # (H, W) uint8
+
+
+class Renderer:
+    """Renders frames of one scene; stateless per frame, so frames can be rendered in any order."""
+
+    def __init__(self, scene: Scene, fps: float, seed: int):
+        self.scene, self.fps, self.seed = scene, fps, seed
+        cam = scene.camera
+        h, w = cam.height, cam.width
+        self.f = cam.focal
+        self.cx, self.cy = cam.principal
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+        self.px, self.py = xs + 0.5, ys + 0.5
+        self.rays_cam = np.stack(
+            [(self.px - self.cx) / self.f, -(self.py - self.cy) / self.f, np.ones_like(xs)], -1
+        )
+        q = scene.quads
+        self.q_origin = np.array([a.origin for a in q], np.float64).reshape(-1, 3)
+        self.q_u = np.array([a.u for a in q], np.float64).reshape(-1, 3)
+        self.q_v = np.array([a.v for a in q], np.float64).reshape(-1, 3)
+        self.q_vel = np.array([a.velocity for a in q], np.float64).reshape(-1, 3)
+        self.q_tex = np.array([a.texture for a in q], np.int32)
+        self.q_two = np.array([a.two_sided for a in q], bool)
+        normals = np.cross(self.q_u, self.q_v)
+        self.q_normal = normals / np.linalg.norm(normals, axis=1, keepdims=True)
+        lit = self.q_normal @ scene.sun
+        lit = np.where(self.q_two, np.abs(lit), np.maximum(lit, 0))
+        ground_lit = 0.55 + 0.45 * max(scene.sun[1], 0)
+        self.q_shade = ((0.55 + 0.45 * lit) / ground_lit).astype(np.float32)
+
+    # -- geometry ---------------------------------------------------------------------------------
+
+    def time(self, index: int) -> float:
+        return index / self.fps
+
+    def gbuffer(self, index: int) -> tuple[GBuffer, np.ndarray, np.ndarray, np.ndarray]:
+        """The hits of frame ``index`` and the world rays, camera centre and rotation."""
+        t = self.time(index)
+        C, R = self.scene.camera.pose(t)
+        rays = (self.rays_cam @ R.T.astype(np.float32)).astype(np.float32)
+        h, w = rays.shape[:2]
+        g = GBuffer(
+            depth=np.full((h, w), np.inf, np.float32),
+            hit=np.full((h, w), SKY, np.int32),
+            tex=np.full((h, w), self.scene.sky, np.int32),
+            tu=np.zeros((h, w), np.float32),
+            tv=np.zeros((h, w), np.float32),
+            lod=np.zeros((h, w), np.float32),
+            labels=np.full((h, w), tx.CLS["sky"], np.uint8),
+        )
+        self._ground(g, rays, C, R)
+        self._quads(g, rays, C, R, t)
+        self._sky(g, rays)
+        return g, rays, C, R
+
+    def _ground(self, g: GBuffer, rays: np.ndarray, C: np.ndarray, R: np.ndarray) -> None:
+        dy = rays[..., 1]
+        m = dy < -1e-4
+        s = np.where(m, -C[1] / np.where(m, dy, -1.0), np.inf).astype(np.float32)
+        s = np.minimum(s, 1e5)
+        d = rays[m]
+        sm = s[m]
+        P = C.astype(np.float32) + sm[:, None] * d
+        tex = self.scene.texture(self.scene.ground)
+        rows, cols = tex.height, tex.width
+        tu = (P[:, 0] + cols / (2 * tx.GROUND_TPM)) * tx.GROUND_TPM
+        tv = np.mod(-P[:, 2] * tx.GROUND_TPM, rows)
+        tu = np.clip(tu, 0.0, cols - 1e-3)
+        n = np.array([0.0, 1.0, 0.0])
+        lod = self._lod(
+            R, d, sm, n, np.array([tx.GROUND_TPM, 0, 0]), np.array([0, 0, -tx.GROUND_TPM])
+        )
+        g.depth[m] = sm
+        g.hit[m] = GROUND
+        g.tex[m] = self.scene.ground
+        g.tu[m], g.tv[m], g.lod[m] = tu, tv, lod
+        g.labels[m] = tex.classes[tv.astype(np.int32) % rows, tu.astype(np.int32)]
+
+    def _lod(self, R, d, s, n, ax, ay) -> np.ndarray:
+        """Mip level from the analytic screen-space derivatives of the texture coordinates.
+
+        The hit point of the ray through pixel p on a plane with normal n is ``C + s d``; moving
+        one pixel in x changes it by ``s (d_x - (n.d_x)/(n.d) d)`` with ``d_x = R[:, 0] / f``.
+        ``ax``/``ay`` map a world displacement to texels.
+        """
+        nd = d @ n
+        nd = np.where(np.abs(nd) < 1e-9, 1e-9, nd)
+        out = []
+        for col, sign in ((0, 1.0), (1, -1.0)):
+            dd = (sign * R[:, col] / self.f).astype(np.float32)
+            dP = s[:, None] * (dd[None, :] - ((dd @ n) / nd)[:, None] * d)
+            out.append(np.hypot(dP @ ax, dP @ ay))
+        major = np.maximum(out[0], out[1])
+        minor = np.minimum(out[0], out[1])
+        # a little anisotropy allowed: sharper far road than isotropic mip-mapping, still no shimmer
+        return np.log2(np.maximum(np.maximum(minor, major / 2.0), 1e-6)).astype(np.float32)
+
+    def _quads(self, g: GBuffer, rays: np.ndarray, C: np.ndarray, R: np.ndarray, t: float) -> None:
+        if not len(self.q_origin):
+            return
+        h, w = g.depth.shape
+        origin = self.q_origin + self.q_vel * t
+        corners = np.stack(
+            [origin, origin + self.q_u, origin + self.q_u + self.q_v, origin + self.q_v], 1
+        )  # (N, 4, 3)
+        cam = (corners - C) @ R  # camera coordinates
+        z = cam[..., 2]
+        facing = np.einsum("ij,ij->i", self.q_normal, C - origin) > 0
+        live = (z.max(1) > 0.05) & (z.min(1) < FAR) & (facing | self.q_two)
+        # boxes of quads wholly in front of the near plane, all at once; the rest are clipped
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = self.cx + self.f * cam[..., 0] / z
+            v = self.cy - self.f * cam[..., 1] / z
+        box = np.stack(
+            [np.floor(u.min(1)), np.floor(v.min(1)), np.ceil(u.max(1)) + 1, np.ceil(v.max(1)) + 1],
+            1,
+        )
+        front = z.min(1) >= 0.05
+        live &= ~front | ((box[:, 0] < w) & (box[:, 2] > 0) & (box[:, 1] < h) & (box[:, 3] > 0))
+        gone = (z.max(1) < 0) & ~self.q_vel.any(1)  # static and behind: never seen again
+        self.scene.release(self.q_tex[gone])
+        idx = np.nonzero(live)[0]
+        for i in idx[np.argsort(z.min(1)[idx])]:  # nearest first: hidden pixels fail early
+            if front[i]:
+                x0, y0, x1, y1 = box[i]
+                x0, y0, x1, y1 = max(int(x0), 0), max(int(y0), 0), min(int(x1), w), min(int(y1), h)
+            else:
+                clipped = self._bbox(cam[i], w, h)
+                if clipped is None:
+                    continue
+                x0, y0, x1, y1 = clipped
+            win = (slice(y0, y1), slice(x0, x1))
+            self._quad(g, i, origin[i], rays[win], C, R, win)
+
+    def _bbox(self, pts: np.ndarray, w: int, h: int) -> tuple[int, int, int, int] | None:
+        """Pixel bounding box of a quad's projection after clipping it at the near plane."""
+        z0 = 0.05
+        poly = []
+        for a, b in zip(pts, np.roll(pts, -1, 0), strict=True):
+            if a[2] >= z0:
+                poly.append(a)
+            if (a[2] >= z0) != (b[2] >= z0):
+                poly.append(a + (b - a) * (z0 - a[2]) / (b[2] - a[2]))
+        p = np.array(poly)
+        u = self.cx + self.f * p[:, 0] / p[:, 2]
+        v = self.cy - self.f * p[:, 1] / p[:, 2]
+        x0, x1 = max(int(np.floor(u.min())), 0), min(int(np.ceil(u.max())) + 1, w)
+        y0, y1 = max(int(np.floor(v.min())), 0), min(int(np.ceil(v.max())) + 1, h)
+        if x1 <= x0 or y1 <= y0:
+            return None
+        return x0, y0, x1, y1
+
+    def _quad(self, g: GBuffer, i: int, org, d, C, R, win) -> None:
+        n = self.q_normal[i]
+        u, v = self.q_u[i], self.q_v[i]
+        tex = self.scene.texture(self.q_tex[i])
+        nd = d @ n.astype(np.float32)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = (float(n @ (org - C)) / nd).astype(np.float32)
+        depth = g.depth[win]
+        ok = (s > 0.05) & (s < depth)
+        if not ok.any():
+            return
+        ys, xs = np.nonzero(ok)
+        dd = d[ys, xs]
+        ss = s[ys, xs]
+        rel = (C - org).astype(np.float32) + ss[:, None] * dd
+        ax = (u / (u @ u) * tex.width).astype(np.float32)
+        ay = (v / (v @ v) * tex.height).astype(np.float32)
+        tu, tv = rel @ ax, rel @ ay
+        inside = (tu >= 0) & (tu < tex.width) & (tv >= 0) & (tv < tex.height)
+        if not inside.any():
+            return
+        ys, xs, dd, ss, tu, tv = (
+            ys[inside],
+            xs[inside],
+            dd[inside],
+            ss[inside],
+            tu[inside],
+            tv[inside],
+        )
+        cls = tex.classes[tv.astype(np.int32), tu.astype(np.int32)]
+        solid = cls != tx.CLEAR
+        if not solid.any():
+            return
+        ys, xs, dd, ss, tu, tv, cls = (a[solid] for a in (ys, xs, dd, ss, tu, tv, cls))
+        lod = self._lod(R, dd, ss, n, ax, ay)
+        yy, xx = ys + win[0].start, xs + win[1].start
+        g.depth[yy, xx] = ss
+        g.hit[yy, xx] = i
+        g.tex[yy, xx] = self.q_tex[i]
+        g.tu[yy, xx], g.tv[yy, xx], g.lod[yy, xx] = tu, tv, lod
+        g.labels[yy, xx] = cls
+
+    def _sky(self, g: GBuffer, rays: np.ndarray) -> None:
+        m = g.hit == SKY
+        d = rays[m]
+        tex = self.scene.texture(self.scene.sky)
+        az = np.arctan2(d[:, 0], d[:, 2])
+        el = np.arctan2(d[:, 1], np.hypot(d[:, 0], d[:, 2]))
+        g.tu[m] = np.mod((az / (2 * np.pi) + 0.5) * tex.width, tex.width)
+        g.tv[m] = np.clip((1.2 - el) / 1.3 * tex.height, 0, tex.height - 1e-3)
+        g.lod[m] = 0.0
+
+    # -- motion -----------------------------------------------------------------------------------
+
+    def flow(self, index: int, g: GBuffer, rays: np.ndarray, C: np.ndarray) -> np.ndarray:
+        """(H, W, 2) float32 backward flow of frame ``index`` (zeros for frame 0)."""
+        h, w = g.depth.shape
+        if index == 0:
+            return np.zeros((h, w, 2), np.float32)
+        Cp, Rp = self.scene.camera.pose(self.time(index - 1))
+        sky = g.hit == SKY
+        depth = np.where(sky, 0.0, g.depth)[..., None]
+        # points at their previous position, relative to the previous camera (float64: exactness)
+        P = (C - Cp) + depth * rays.astype(np.float64)
+        moving = g.hit >= 0
+        if moving.any():
+            P[moving] -= self.q_vel[g.hit[moving]] / self.fps
+        P[sky] = rays[sky]  # directions at infinity only rotate
+        X = P @ Rp
+        z = np.maximum(X[..., 2], 1e-6)
+        qx = self.cx + self.f * X[..., 0] / z
+        qy = self.cy - self.f * X[..., 1] / z
+        return np.stack([qx - self.px, qy - self.py], -1).astype(np.float32)
+
+    # -- colour -----------------------------------------------------------------------------------
+
+    def shade(self, index: int, g: GBuffer, rays: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 RGB of the frame."""
+        h, w = g.depth.shape
+        col = np.empty((h * w, 3), np.float32)
+        tex_ids = g.tex.ravel()
+        order = np.argsort(tex_ids, kind="stable")
+        counts = np.bincount(tex_ids, minlength=len(self.scene.slots))
+        tu, tv, lod = g.tu.ravel(), g.tv.ravel(), g.lod.ravel()
+        start = 0
+        for k in np.nonzero(counts)[0]:
+            idx = order[start : start + counts[k]]
+            start += counts[k]
+            col[idx] = sample(self.scene.texture(k), tu[idx], tv[idx], lod[idx])
+        col = col.reshape(h, w, 3)
+        shade = np.ones((h, w), np.float32)
+        q = g.hit >= 0
+        shade[q] = self.q_shade[g.hit[q]]
+        col *= shade[..., None]
+        sky = g.hit == SKY
+        dist = np.where(sky, 0.0, g.depth * np.linalg.norm(rays, axis=-1))
+        full = 1 - np.exp(-FAR / FOG_SCALE)
+        fog = np.clip((1 - np.exp(-dist / FOG_SCALE)) / full, 0, 1)[..., None]
+        col = col * (1 - fog) + self.scene.fog_color * fog
+        t = self.time(index)
+        ph = self.scene.light_phase
+        gain = 1.0 + 0.07 * np.sin(2 * np.pi * t / 6.5 + ph)
+        tint = np.array([1.0 + 0.02 * np.sin(2 * np.pi * t / 9.0 + ph), 1.0, 1.0], np.float32)
+        col *= gain * tint
+        rng = np.random.default_rng((self.seed, index))
+        col += rng.standard_normal(col.shape, dtype=np.float32) * np.float32(NOISE_SIGMA)
+        return np.clip(col + 0.5, 0, 255).astype(np.uint8)
+
+
+def sample(tex: tx.Texture, tu: np.ndarray, tv: np.ndarray, lod: np.ndarray) -> np.ndarray:
+    """Trilinear (mip-mapped bilinear) lookup at texture coordinates; (n, 3) float32."""
+    top = len(tex.levels) - 1
+    lod = np.clip(lod, 0.0, float(top))
+    l0 = lod.astype(np.int32)
+    frac = lod - l0
+    border = cv2.BORDER_WRAP if tex.wrap else cv2.BORDER_REPLICATE
+    h0, w0 = tex.height, tex.width
+    lo, hi = int(l0.min()), int(l0.max())
+    if lo == hi:
+        a = _at(tex.levels[lo], tu, tv, h0, w0, border)
+        if lo < top:
+            a += (_at(tex.levels[lo + 1], tu, tv, h0, w0, border) - a) * frac[:, None]
+        return a
+    out = np.empty((tu.size, 3), np.float32)
+    for lv in range(lo, hi + 1):
+        m = np.nonzero(l0 == lv)[0]
+        if not m.size:
+            continue
+        a = _at(tex.levels[lv], tu[m], tv[m], h0, w0, border)
+        if lv < top:
+            a += (_at(tex.levels[lv + 1], tu[m], tv[m], h0, w0, border) - a) * frac[m, None]
+        out[m] = a
+    return out
+
+
+def _at(
+    img: np.ndarray, tu: np.ndarray, tv: np.ndarray, h0: int, w0: int, border: int
+) -> np.ndarray:
+    """Bilinear samples of one level: cv2.remap over the point list laid out in rows of 1024."""
+    n = tu.size
+    rows = -(-n // 1024)
+    mx = np.empty(rows * 1024, np.float32)
+    my = np.empty(rows * 1024, np.float32)
+    np.multiply(tu, img.shape[1] / w0, out=mx[:n], casting="unsafe")
+    np.multiply(tv, img.shape[0] / h0, out=my[:n], casting="unsafe")
+    mx[:n] -= 0.5
+    my[:n] -= 0.5
+    mx[n:] = 0
+    my[n:] = 0
+    out = cv2.remap(img, mx.reshape(rows, 1024), my.reshape(rows, 1024), cv2.INTER_LINEAR,
+                    borderMode=border)  # fmt: skip
+    return out.reshape(-1, 3)[:n].astype(np.float32)
