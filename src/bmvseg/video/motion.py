@@ -61,11 +61,6 @@ def grid_shape(height: int, width: int, block: int = 16) -> tuple[int, int]:
     return -(-height // block), -(-width // block)
 
 
-# Every partition FFmpeg exports (H.264, MPEG-4 part 2, MPEG-1/2) is a multiple of 4 pixels and
-# sits on a 4-pixel grid, so vectors are first painted on a grid of 4x4 units and then averaged.
-_UNIT = 4
-
-
 def rasterise(vectors: np.ndarray | None, height: int, width: int, block: int = 16) -> MotionField:
     """Turn FFmpeg's exported motion vectors of one frame into a :class:`MotionField`.
 
@@ -75,10 +70,12 @@ def rasterise(vectors: np.ndarray | None, height: int, width: int, block: int = 
     know that the past reference is frame ``t - 1``.  Each partition fills the cells its area
     covers; a cell covered by several partitions (16x16 cells over 8x8 partitions) gets their
     area-weighted mean.  Cells no partition covers (intra blocks) stay invalid with ``mv = 0``.
-    The sub-pel ``motion_x / motion_scale`` is used, never the rounded ``src_x``.
+    The sub-pel ``motion_x / motion_scale`` is used, never the rounded ``src_x``.  Partitions
+    are assumed aligned to their own size, as in H.264 and MPEG-1/2/4 (a 16x8 partition starts
+    on a multiple of 8 rows), so each lies in one cell or covers whole cells.
     """
-    if block % _UNIT or block <= 0:
-        raise ValueError(f"block must be a positive multiple of {_UNIT}, got {block}")
+    if block <= 0:
+        raise ValueError(f"block must be positive, got {block}")
     field = MotionField.invalid(height, width, block)
     if vectors is None or len(vectors) == 0:
         return field
@@ -86,31 +83,53 @@ def rasterise(vectors: np.ndarray | None, height: int, width: int, block: int = 
     if len(v) == 0:
         return field
     hb, wb = field.grid_shape
-    k = block // _UNIT
-    hu, wu = hb * k, wb * k  # unit grid, padded to whole cells
-    w = np.maximum(v["w"].astype(np.int64) // _UNIT, 1)
-    h = np.maximum(v["h"].astype(np.int64) // _UNIT, 1)
-    x0 = (v["dst_x"].astype(np.int64) - v["w"].astype(np.int64) // 2) // _UNIT
-    y0 = (v["dst_y"].astype(np.int64) - v["h"].astype(np.int64) // 2) // _UNIT
-    scale = np.maximum(v["motion_scale"].astype(np.float64), 1.0)
+    n = hb * wb
+    pw = v["w"].astype(np.int64)
+    ph = v["h"].astype(np.int64)
+    x0 = v["dst_x"].astype(np.int64) - pw // 2
+    y0 = v["dst_y"].astype(np.int64) - ph // 2
+    scale = np.maximum(v["motion_scale"], 1).astype(np.float64)
     mx = v["motion_x"] / scale
     my = v["motion_y"] / scale
-    # Expand each partition into the (at most 4x4 for 16x16) units it covers.
-    span = int(max(w.max(), h.max()))
-    oy, ox = np.mgrid[0:span, 0:span]
-    ox = ox.ravel()[None, :]
-    oy = oy.ravel()[None, :]
-    ux = x0[:, None] + ox
-    uy = y0[:, None] + oy
-    keep = (ox < w[:, None]) & (oy < h[:, None]) & (ux >= 0) & (uy >= 0) & (ux < wu) & (uy < hu)
-    rows, _ = np.nonzero(keep)
-    flat = (uy[keep] // k) * wb + ux[keep] // k  # the cell each covered unit belongs to
-    n = hb * wb
-    count = np.bincount(flat, minlength=n)
-    sx = np.bincount(flat, weights=mx[rows], minlength=n)
-    sy = np.bincount(flat, weights=my[rows], minlength=n)
-    valid = count > 0
-    denom = np.maximum(count, 1)
+    if pw.max() <= block and ph.max() <= block:  # the usual 16-px grid: one cell per partition
+        ix, iy = x0 // block, y0 // block
+        ok = (ix >= 0) & (iy >= 0) & (ix < wb) & (iy < hb)
+        flat = (iy * wb + ix)[ok]
+        area = (pw * ph)[ok].astype(np.float64)
+        weight = np.bincount(flat, weights=area, minlength=n)
+        sx = np.bincount(flat, weights=mx[ok] * area, minlength=n)
+        sy = np.bincount(flat, weights=my[ok] * area, minlength=n)
+        return _finish(field, weight, sx, sy)
+    flats, weights, wxs, wys = [], [], [], []
+    # One pass per partition shape: a partition smaller than a cell adds its area to one cell,
+    # a larger one adds a cell's area to each of the cells it spans.
+    shapes = pw * 256 + ph
+    for shape in np.unique(shapes).tolist():
+        sw, sh = divmod(shape, 256)
+        sel = shapes == shape
+        area = float(min(sw, block) * min(sh, block))
+        oy, ox = np.divmod(
+            np.arange(max(sh // block, 1) * max(sw // block, 1)), max(sw // block, 1)
+        )
+        ix = (x0[sel] // block)[:, None] + ox
+        iy = (y0[sel] // block)[:, None] + oy
+        ok = (ix >= 0) & (iy >= 0) & (ix < wb) & (iy < hb)
+        flats.append((iy * wb + ix)[ok])
+        weights.append(np.full(flats[-1].size, area))
+        wxs.append(np.broadcast_to((mx[sel] * area)[:, None], ok.shape)[ok])
+        wys.append(np.broadcast_to((my[sel] * area)[:, None], ok.shape)[ok])
+    flat = np.concatenate(flats)
+    weight = np.bincount(flat, weights=np.concatenate(weights), minlength=n)
+    sx = np.bincount(flat, weights=np.concatenate(wxs), minlength=n)
+    sy = np.bincount(flat, weights=np.concatenate(wys), minlength=n)
+    return _finish(field, weight, sx, sy)
+
+
+def _finish(field: MotionField, weight: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> MotionField:
+    """Area-weighted means into ``field``; cells with no area stay invalid and zero."""
+    hb, wb = field.grid_shape
+    valid = weight > 0
+    denom = np.where(valid, weight, 1.0)
     field.mv[..., 0] = (sx / denom).reshape(hb, wb)
     field.mv[..., 1] = (sy / denom).reshape(hb, wb)
     field.valid[:] = valid.reshape(hb, wb)
