@@ -80,8 +80,8 @@ def test_labelled_frames_map_label_ids_to_train_ids(root):
     assert len(ds) == len(LABELLED)
     assert ds.class_names == CITYSCAPES_CLASSES and ds.num_classes == 19
     assert np.array_equal(ds.palette, CITYSCAPES_PALETTE)
-    for (img, _), stem in zip(ds.items, sorted(written), strict=True):
-        assert img.name.startswith(stem)
+    for img, label, stem in zip(ds.images, ds.labels, sorted(written), strict=True):
+        assert img.name.startswith(stem) and label.name.startswith(stem)
     for i, (stem, (rgb, ids)) in enumerate(sorted(written.items())):
         got_rgb, got_labels = ds[i]
         assert got_rgb.dtype == np.uint8 and got_rgb.shape == (H, W, 3)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from torch.utils.data import Dataset
 
 from bmvseg.data.classes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, IGNORE_INDEX
 from bmvseg.errors import BmvsegError
@@ -93,8 +94,11 @@ def _labelled_pairs(root: Path, split: str) -> list[tuple[str, str, Path, Path]]
     return pairs
 
 
-class Cityscapes:
-    """Labelled Cityscapes frames: ``ds[i] -> (rgb (H, W, 3) uint8, labels (H, W) uint8)``."""
+class Cityscapes(Dataset):
+    """Labelled Cityscapes frames: ``ds[i] -> (rgb (H, W, 3) uint8, labels (H, W) uint8)``.
+
+    Cityscapes' ``test`` labels are withheld (the files hold no classes), so hold out ``val``.
+    """
 
     class_names = CITYSCAPES_CLASSES
     palette = CITYSCAPES_PALETTE
@@ -103,18 +107,20 @@ class Cityscapes:
     def __init__(self, root: str | Path, split: str = "val") -> None:
         self.root = Path(root)
         self.split = split
-        self.items = [(img, label) for _, _, img, label in _labelled_pairs(self.root, split)]
-        missing = [img for img, _ in self.items if not img.is_file()]
+        pairs = _labelled_pairs(self.root, split)
+        self.images = [img for _, _, img, _ in pairs]
+        self.labels = [label for _, _, _, label in pairs]
+        missing = [img for img in self.images if not img.is_file()]
         if missing:
             raise BmvsegError(
                 f"{len(missing)} gtFine labels have no leftImg8bit image, e.g. {missing[0]}"
             )
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.images)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        img, label = self.items[i]
+        img, label = self.images[i], self.labels[i]
         rgb, labels = read_rgb(img), read_train_ids(label)
         if rgb.shape[:2] != labels.shape:
             raise BmvsegError(f"{img} is {rgb.shape[:2]} but its label {label} is {labels.shape}")
