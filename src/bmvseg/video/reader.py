@@ -75,11 +75,14 @@ class Frame:
 
 @dataclass
 class _Probe:
+    """What the first packets say; they are kept and decoded first, so nothing is read twice."""
+
     packets: int = 0
     keyframes: int = 0
     reordered: bool = False
     first_packet: bytes | None = None
-    errors: list[str] = field(default_factory=list)
+    buffered: list[av.Packet] = field(default_factory=list)
+    error: Exception | None = None  # a demuxing error met while probing
 
 
 def _describe(source: object) -> str:
@@ -107,6 +110,8 @@ class VideoReader:
         self._start_pos = None if isinstance(source, (str, os.PathLike)) else source.tell()
         if self._start_pos is None and not os.path.exists(source):  # type: ignore[arg-type]
             raise VideoError(f"{self.name}: no such file")
+        self._container: av.container.InputContainer | None = None
+        self._pending: tuple | None = None  # the opened stream, ready for the first frames()
         container = self._open()
         try:
             stream = container.streams.video[0]
@@ -123,16 +128,19 @@ class VideoReader:
                 else:
                     seconds = (container.duration or 0) / av.time_base
                 self.frame_count = round(seconds * self.fps) or None
-            probe = self._probe(container, stream)
+            if self.width <= 0 or self.height <= 0:
+                raise VideoError(f"{self.name}: video stream has no frame size")
+            packets = container.demux(stream)
+            probe = self._probe(packets)
             self.codec_info = self._codec_info(stream, probe)
-        finally:
+            self.motion_source, self.motion_reason = self._decide(probe)
+            self._pending = self._first_frames(container, stream, probe, packets)
+        except BaseException:
             container.close()
-        if self.width <= 0 or self.height <= 0:
-            raise VideoError(f"{self.name}: video stream has no frame size")
-        self.motion_source, self.motion_reason = self._decide(probe)
+            raise
+        self._container = container
         if self.motion_source == "reencode" and self.policy == "auto":
             self.notice = f"{self.name}: re-encoding for motion ({self.motion_reason})"
-        self._container: av.container.InputContainer | None = None
 
     # -- opening and probing -------------------------------------------------------------------
 
@@ -155,15 +163,14 @@ class VideoReader:
             raise VideoError(f"{self.name}: no video stream")
         return container
 
-    def _probe(self, container: av.container.InputContainer, stream: av.VideoStream) -> _Probe:
-        """Demux the first packets and decode the first frame: fail early on undecodable input."""
+    def _probe(self, packets: Iterator[av.Packet]) -> _Probe:
+        """Demux (not decode) the first packets: B-frames, intra-only, the in-band SPS."""
         probe = _Probe()
-        stream.codec_context.options = dict(_DECODER_OPTIONS)
-        decoded = False
         last_pts = None
         try:
-            for packet in container.demux(stream):
-                if packet.size == 0 and packet.pts is None:
+            for packet in packets:
+                probe.buffered.append(packet)
+                if packet.size == 0:
                     continue
                 if probe.first_packet is None:
                     probe.first_packet = bytes(packet)
@@ -172,20 +179,49 @@ class VideoReader:
                 if packet.pts is not None:
                     probe.reordered |= last_pts is not None and packet.pts < last_pts
                     last_pts = packet.pts if last_pts is None else max(last_pts, packet.pts)
-                if not decoded:
-                    decoded = bool(stream.codec_context.decode(packet))
-                if probe.packets >= _PROBE_PACKETS and decoded:
+                if probe.packets >= _PROBE_PACKETS:
                     break
-            if not decoded:
-                decoded = bool(stream.codec_context.decode(None))
+        except av.FFmpegError as exc:
+            probe.error = exc
+        if not probe.packets:
+            reason = _reason(probe.error) if probe.error else "no video data"
+            raise VideoError(f"{self.name}: cannot decode video ({reason})")
+        return probe
+
+    def _configure(self, stream: av.VideoStream) -> None:
+        cc = stream.codec_context
+        cc.thread_type = "SLICE"
+        native = self.motion_source == "native"
+        cc.options = {"flags2": "+export_mvs", **_DECODER_OPTIONS} if native else _DECODER_OPTIONS
+
+    def _first_frames(
+        self,
+        container: av.container.InputContainer,
+        stream: av.VideoStream,
+        probe: _Probe,
+        packets: Iterator[av.Packet],
+    ) -> tuple:
+        """Decode until the first frame (undecodable input fails at open, not mid-iteration)."""
+        self._configure(stream)
+        frames: list[av.VideoFrame] = []
+        buffered = list(probe.buffered)
+        decode = stream.codec_context.decode
+        try:
+            while buffered and not frames:
+                frames.extend(decode(buffered.pop(0)))
+            while not frames and probe.error is None:  # decoder delay beyond the probed packets
+                packet = next(packets, None)
+                frames.extend(decode(packet))  # None at the end: flush
+                if packet is None:
+                    break
         except av.error.EOFError:
             pass
         except av.FFmpegError as exc:
-            if not decoded:
+            if not frames:
                 raise VideoError(f"{self.name}: cannot decode video ({_reason(exc)})") from exc
-        if not decoded:
+        if not frames:
             raise VideoError(f"{self.name}: cannot decode video (no frame could be decoded)")
-        return probe
+        return container, stream, frames, buffered, packets, probe.error
 
     def _codec_info(self, stream: av.VideoStream, probe: _Probe) -> dict:
         cc = stream.codec_context
@@ -255,19 +291,23 @@ class VideoReader:
 
         Frames before ``start`` are still decoded (motion needs them) but not converted.
         """
-        self.close()
-        container = self._container = self._open()
-        stream = container.streams.video[0]
-        cc = stream.codec_context
-        cc.thread_type = "SLICE"
+        if self._pending is not None:  # the stream opened (and probed) by __init__
+            container, stream, first, buffered, packets, error = self._pending
+            self._pending = None
+        else:  # iterating again: start over
+            self.close()
+            container = self._container = self._open()
+            stream = container.streams.video[0]
+            self._configure(stream)
+            first, buffered, packets, error = [], [], container.demux(stream), None
+        self.truncated = False
         native = self.motion_source == "native"
-        cc.options = {"flags2": "+export_mvs", **_DECODER_OPTIONS} if native else _DECODER_OPTIONS
         estimator: X264MotionEstimator | None = None
         prev: av.VideoFrame | None = None
         time_base = stream.time_base
         index = 0
         try:
-            for vf in self._decode(container, stream):
+            for vf in self._decode(stream, first, buffered, packets, error):
                 if end is not None and index >= end:
                     break
                 pict = _PICT.get(int(vf.pict_type), "?")
@@ -310,22 +350,30 @@ class VideoReader:
             self.close()
 
     def _decode(
-        self, container: av.container.InputContainer, stream: av.VideoStream
+        self,
+        stream: av.VideoStream,
+        first: list[av.VideoFrame],
+        buffered: list[av.Packet],
+        packets: Iterator[av.Packet],
+        error: Exception | None,
     ) -> Iterator[av.VideoFrame]:
         """Decoded frames; a demuxing/decoding error ends the stream as truncated."""
-        packets = container.demux(stream)
-        while True:
-            try:
-                packet = next(packets)
-                out = stream.codec_context.decode(packet)
-            except StopIteration:
-                break
-            except av.FFmpegError as exc:
-                self._mark_truncated(exc)
+        yield from first
+        decode = stream.codec_context.decode
+        try:
+            for packet in buffered:
+                out = decode(packet)
+                yield from out
+            if error is not None:
+                self._mark_truncated(error)
                 return
-            yield from out
-        try:  # demux already ends with an empty (flushing) packet; flush again to be sure
-            out = stream.codec_context.decode(None)
+            while True:
+                try:
+                    packet = next(packets)
+                except StopIteration:
+                    break
+                yield from decode(packet)
+            out = decode(None)  # demux ends with a flushing packet already; this is a no-op
         except av.error.EOFError:
             return
         except av.FFmpegError as exc:
@@ -383,6 +431,7 @@ class VideoReader:
         return grid_shape(self.height, self.width, self.block)
 
     def close(self) -> None:
+        self._pending = None
         if self._container is not None:
             self._container.close()
             self._container = None
