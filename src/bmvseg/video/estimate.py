@@ -23,18 +23,22 @@ import numpy as np
 
 from bmvseg.video.motion import MotionField, rasterise
 
-# ultrafast with quarter-pel refinement (subme=1; ultrafast alone is full-pel only), only the
-# 16x16 partition type needed for 16-pixel cells, one reference, no B-frames, no scene-cut or
-# keyint I-frames, no lookahead (bounded memory, one packet per frame), a low constant QP so
-# that the encoder prefers true motion over cheap skips.  Chosen in bench/RESULTS-motion.md.
+# ultrafast with quarter-pel refinement (subme=1; ultrafast alone is full-pel only), one
+# reference, no B-frames, no scene-cut or keyint I-frames, no lookahead (bounded memory, one
+# packet out per frame in), no deblocking (the reconstruction only serves as the next reference;
+# its looks do not matter), a constant QP.  Only luma is encoded (gray): motion search uses luma
+# and chroma would cost a third more for nothing.  Chosen by bench/motion.py, see
+# bench/RESULTS-motion.md (qp 30 vs 18: 25% faster, median error 0.14 vs 0.12 px).
 X264_ESTIMATOR_OPTIONS: dict[str, str] = {
     "preset": "ultrafast",
     "tune": "zerolatency",
     "x264-params": (
         "ref=1:bframes=0:keyint=infinite:min-keyint=1:scenecut=0:rc-lookahead=0:"
-        "sync-lookahead=0:subme=1:me=dia:qp=18:aq-mode=0"
+        "sync-lookahead=0:subme=1:me=dia:qp=30:aq-mode=0:no-deblock=1"
     ),
 }
+# Formats whose first plane is 8-bit luma: the estimator takes it as is.
+_LUMA_FIRST = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21"}
 
 
 def x264_estimator_options(block: int = 16, **extra: str) -> dict[str, str]:
@@ -82,47 +86,45 @@ class X264MotionEstimator:
     def _open(self) -> None:
         enc = av.CodecContext.create("libx264", "w")
         enc.width, enc.height = self._ew, self._eh
-        enc.pix_fmt = "yuv420p"
+        enc.pix_fmt = "gray"
         enc.time_base = Fraction(1, 25)
         enc.thread_count = self._threads
         enc.options = self.options
         enc.open()
         dec = av.CodecContext.create("h264", "r")
-        dec.options = {"flags2": "+export_mvs"}
+        # Vectors are parsed from the bitstream: the pixels need no deblocking.
+        dec.options = {"flags2": "+export_mvs", "skip_loop_filter": "all"}
         dec.thread_count = 1
         self._enc, self._dec = enc, dec
         self._pts = 0
 
-    def _prepare(self, frame: av.VideoFrame | np.ndarray) -> av.VideoFrame:
+    def _luma(self, frame: av.VideoFrame | np.ndarray) -> av.VideoFrame:
+        """A new gray frame of the encoder's (even) size holding the frame's luma."""
         if isinstance(frame, np.ndarray):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        if (frame.width, frame.height) != (self._ew, self._eh):
-            rgb = frame.to_ndarray(format="rgb24")
-            rgb = np.pad(
-                rgb, ((0, self._eh - rgb.shape[0]), (0, self._ew - rgb.shape[1]), (0, 0)), "edge"
-            )
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-        if frame.format.name != "yuv420p":
-            frame = frame.reformat(format="yuv420p")
-        return frame
+        if frame.format.name in _LUMA_FIRST:
+            plane = frame.planes[0]
+            y = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+            y = y[: frame.height, : frame.width]
+        else:
+            y = frame.reformat(format="gray").to_ndarray()
+        if y.shape != (self._eh, self._ew):
+            y = np.pad(y, ((0, self._eh - y.shape[0]), (0, self._ew - y.shape[1])), "edge")
+        return av.VideoFrame.from_ndarray(np.ascontiguousarray(y), format="gray")
 
     def push(self, frame: av.VideoFrame | np.ndarray, *, key: bool = False) -> MotionField:
         """Encode one frame (the next in presentation order) and return its field vs the last.
 
-        The first frame and every ``key=True`` frame get an all-invalid field.
+        ``frame`` is a decoded ``av.VideoFrame`` or an (H, W, 3) uint8 RGB array.  The first
+        frame and every ``key=True`` frame get an all-invalid field.
         """
-        vf = self._prepare(frame)
+        vf = self._luma(frame)
         first = self._pts == 0
-        saved = vf.pts, vf.pict_type  # vf may be the caller's frame: restore what we stamp
         vf.pts = self._pts
         self._pts += 1
         vf.pict_type = av.video.frame.PictureType.I if key and not first else 0
-        try:
-            packets = self._enc.encode(vf)
-        finally:
-            vf.pts, vf.pict_type = saved
         decoded = []
-        for packet in packets:
+        for packet in self._enc.encode(vf):
             decoded.extend(self._dec.decode(packet))
         if len(decoded) != 1:  # zero-latency settings guarantee one frame out per frame in
             raise RuntimeError(f"re-encoder returned {len(decoded)} frames for one input")
