@@ -156,3 +156,11 @@ def test_truncated_or_garbled_stream_yields_what_decodes_and_says_so(tmp_path, c
     r = VideoReader(bad)
     frames = list(r.frames(images=False))
     assert len(frames) < N and r.truncated
+
+
+def test_empty_range_and_early_stop(tmp_path, clip_frames):
+    path = _write(tmp_path, clip_frames, options=X264_ONE_REF)
+    r = VideoReader(path)
+    assert list(r.frames(start=3, end=3)) == []
+    assert [f.index for f in r.frames(images=False, end=2)] == [0, 1]
+    assert not r.truncated  # stopping early is not truncation

@@ -290,7 +290,11 @@ class VideoReader:
         """Frames ``start <= index < end`` in presentation order, decoded one at a time.
 
         Frames before ``start`` are still decoded (motion needs them) but not converted.
+        Under re-encoding, the chain restarts at ``start - 1``, so a range's fields can differ
+        from a full run's by the encoder's sub-pel choices (both are motion to ``t - 1``).
         """
+        if end is not None and end <= start:
+            return
         if self._pending is not None:  # the stream opened (and probed) by __init__
             container, stream, first, buffered, packets, error = self._pending
             self._pending = None
@@ -308,8 +312,6 @@ class VideoReader:
         index = 0
         try:
             for vf in self._decode(stream, first, buffered, packets, error):
-                if end is not None and index >= end:
-                    break
                 pict = _PICT.get(int(vf.pict_type), "?")
                 wanted = index >= start
                 motion: MotionField | None = None
@@ -342,6 +344,8 @@ class VideoReader:
                     )
                 prev = vf
                 index += 1
+                if end is not None and index >= end:
+                    break
             else:
                 self._check_count(index)
         finally:
