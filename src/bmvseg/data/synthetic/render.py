@@ -23,6 +23,7 @@ from bmvseg.data.synthetic.scene import Scene
 FAR = 320.0  # metres: quads beyond this are skipped; fog is complete there so nothing pops
 FOG_SCALE = 140.0
 NOISE_SIGMA = 1.6  # grey levels of sensor noise
+BLUR_SIGMA = 0.5  # pixels
 SKY = -2
 GROUND = -1
 
@@ -160,7 +161,8 @@ class Renderer:
         gone = (z.max(1) < 0) & ~self.q_vel.any(1)  # static and behind: never seen again
         self.scene.release(self.q_tex[gone])
         idx = np.nonzero(live)[0]
-        for i in idx[np.argsort(z.min(1)[idx])]:  # nearest first: hidden pixels fail early
+        zmin = z.min(1)
+        for i in idx[np.argsort(zmin[idx])]:  # nearest first: hidden pixels fail early
             if front[i]:
                 x0, y0, x1, y1 = box[i]
                 x0, y0, x1, y1 = max(int(x0), 0), max(int(y0), 0), min(int(x1), w), min(int(y1), h)
@@ -170,6 +172,8 @@ class Renderer:
                     continue
                 x0, y0, x1, y1 = clipped
             win = (slice(y0, y1), slice(x0, x1))
+            if zmin[i] >= g.depth[win].max():  # wholly behind what is already drawn there
+                continue
             self._quad(g, i, origin[i], rays[win], C, R, win)
 
     def _bbox(self, pts: np.ndarray, w: int, h: int) -> tuple[int, int, int, int] | None:
@@ -294,6 +298,7 @@ class Renderer:
         gain = 1.0 + 0.07 * np.sin(2 * np.pi * t / 6.5 + ph)
         tint = np.array([1.0 + 0.02 * np.sin(2 * np.pi * t / 9.0 + ph), 1.0, 1.0], np.float32)
         col *= gain * tint
+        col = cv2.GaussianBlur(col, (3, 3), BLUR_SIGMA)  # lens softness; no jagged silhouettes
         rng = np.random.default_rng((self.seed, index))
         col += rng.standard_normal(col.shape, dtype=np.float32) * np.float32(NOISE_SIGMA)
         return np.clip(col + 0.5, 0, 255).astype(np.uint8)

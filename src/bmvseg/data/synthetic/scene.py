@@ -150,7 +150,7 @@ def build_scene(seed: int, width: int, height: int, duration: float) -> Scene:
         lane_width=float(rng.uniform(3.2, 3.7)),
         lanes_each_way=int(rng.integers(1, 3)),
         parking=float(rng.uniform(2.0, 2.6)),
-        pavement=float(rng.uniform(2.8, 5.0)),
+        pavement=float(rng.uniform(3.5, 6.0)),
     )
     lane = road.lanes_each_way * road.lane_width - road.lane_width / 2
     cam = Camera(
@@ -242,7 +242,7 @@ def _street_side(
         scene.quads.append(q)
         z += length
     # pedestrians walking along the pavement, both ways
-    n = int(rng.integers(6, 14))
+    n = int(rng.integers(12, 24))
     for _ in range(n):
         height = float(rng.uniform(1.55, 1.9))
         tex = scene.add_texture(rng, tx.person_texture, height)
@@ -282,6 +282,14 @@ def _pole(scene: Scene, rng: np.random.Generator, x: float, z: float, kind: str)
     scene.quads.append(q)
 
 
+def _panel(x: float, w: float, za: float, ya: float, zb: float, yb: float, tex: int) -> Quad:
+    """A strip across a car (width ``w`` centred on ``x``) from (za, ya) to (zb, yb), facing up."""
+    if za < zb:
+        za, ya, zb, yb = zb, yb, za, ya
+    return Quad(np.array([x - w / 2, ya, za]), np.array([w, 0, 0]), np.array([0, yb - ya, zb - za]),
+                tex)  # fmt: skip
+
+
 def _car(
     scene: Scene, rng: np.random.Generator, x: float, z: float, velocity: float, oncoming: bool
 ) -> None:
@@ -291,7 +299,8 @@ def _car(
     height = float(rng.uniform(1.4, 1.6))
     parts = tx.CarTextures(int(rng.integers(2**62)), length, width, height)
     ids = {
-        k: scene.add_texture(rng, parts.part, k) for k in ("left", "right", "rear", "front", "roof")
+        k: scene.add_texture(rng, parts.part, k)
+        for k in ("left", "right", "rear", "front", "roof", "glass")
     }
     x0, x1, z0, z1 = x - width / 2, x + width / 2, z, z + length
     # oncoming cars show their front to a camera behind them (looking +z), others their rear
@@ -301,13 +310,17 @@ def _car(
         # for a car driving +z; an oncoming car drives -z, so its front is at z0: mirror it
         _face_x(x0, z0, z1, 0.0, height, False, ids["right" if oncoming else "left"]),
         _face_x(x1, z0, z1, 0.0, height, True, ids["left" if oncoming else "right"]),
-        Quad(
-            np.array([x0, height, z1]),
-            np.array([width, 0, 0]),
-            np.array([0, 0, -length]),
-            ids["roof"],
-        ),
     ]
+    # the top of the body, following the silhouette of the side texture (front to back: bonnet,
+    # windscreen, roof, rear window, boot), so that nothing shows through from above or aside
+    front, back = (z0, 1.0) if oncoming else (z1, -1.0)
+    at = [front + back * f * length for f in (0.02, 0.2, 0.3, 0.78, 0.92, 0.99)]
+    low, high = 0.48 * height, 0.93 * height
+    profile = [(at[0], low, at[1], low, "roof", 0.96), (at[1], low, at[2], high, "glass", 0.7),
+               (at[2], high, at[3], high, "roof", 0.7), (at[3], high, at[4], low, "glass", 0.7),
+               (at[4], low, at[5], low, "roof", 0.96)]  # fmt: skip
+    for za, ya, zb, yb, part, wf in profile:
+        faces.append(_panel(x, wf * width, za, ya, zb, yb, ids[part]))
     for q in faces:
         q.velocity = np.array([0.0, 0.0, velocity])
         scene.quads.append(q)
@@ -335,20 +348,22 @@ def _traffic(
         z = 12.0 if own else -25.0
         while z < z_hi:
             v = cam.speed * (rng.uniform(0.95, 1.05) if own else rng.uniform(0.7, 1.5))
-            _car(scene, rng, lane_x + rng.uniform(-0.2, 0.2), z + rng.uniform(0, 10), v, False)
+            _car(scene, rng, lane_x - rng.uniform(0.1, 0.35), z + rng.uniform(0, 10), v, False)
             z += (rng.uniform(40.0, 90.0) if own else rng.uniform(15.0, 60.0)) + 5
         # oncoming: spread so that they pass the camera during the clip
         z = 15.0
         while z < z_hi + 2 * travelled:
             v = -float(rng.uniform(7.0, 13.0))
-            _car(scene, rng, -lane_x + rng.uniform(-0.2, 0.2), z, v, True)
+            _car(scene, rng, -lane_x + rng.uniform(0.1, 0.35), z, v, True)
             z += float(rng.uniform(20.0, 70.0))
-    for side in (-1, 1):  # cyclists riding along the parking strip's edge
-        for _ in range(int(rng.integers(0, 3))):
+    for side in (-1, 1):  # cyclists riding along the parking strip's edge; one always ahead
+        for k in range(int(rng.integers(0, 3)) + (side > 0)):
             h = float(rng.uniform(1.6, 1.8))
             tex = scene.add_texture(rng, tx.person_texture, h, True)
-            bx = side * (road.road_half - road.parking - 0.6)
-            bz = float(rng.uniform(5.0, z_hi - 60))
+            bx = side * (road.road_half - road.parking - 0.5)  # clear of cars (kept left)
+            bz = float(
+                rng.uniform(15.0, 40.0) if k == 0 and side > 0 else rng.uniform(5.0, z_hi - 60)
+            )
             v = float(rng.uniform(3.0, 6.0)) * side  # right side rides with the camera
             q = _face_z(bz, bx - 0.375, bx + 0.375, 0.0, h, True, tex)
             q.velocity = np.array([0.0, 0.0, v])

@@ -72,7 +72,7 @@ def _down(img: np.ndarray, wrap: bool) -> np.ndarray:
 
 _BANK_SIZE = 1024
 _banks: dict[int, np.ndarray] = {}
-FEATURES = (4, 16, 32, 128, 512)  # noise feature sizes (texels) in the bank
+FEATURES = (2, 4, 16, 32, 128, 512)  # noise feature sizes (texels) in the bank
 
 
 def _bank(feature: int) -> np.ndarray:
@@ -152,10 +152,14 @@ def ground_texture(rng: np.random.Generator, road: RoadLayout) -> Texture:
     z = (np.arange(rows, dtype=np.float32) + 0.5) / GROUND_TPM  # along -z (texture rows)
     X, Z = np.meshgrid(x, z)
     ax = np.abs(X)
-    grain = fbm(rng, rows, cols, 4)
+    grain = fbm(rng, rows, cols, 2)
     patches = fbm(rng, rows, cols, 128)
+    stains = fbm(rng, rows, cols, 16)
     tone = rng.uniform(70, 95)
-    asphalt = _tint((1.0, 1.0, 1.04), tone * (0.8 + 0.35 * grain + 0.25 * (patches - 0.5)))
+    asphalt = _tint(
+        (1.0, 1.0, 1.04),
+        tone * (0.86 + 0.22 * grain + 0.12 * (patches - 0.5) + 0.08 * (stains - 0.5)),
+    )
     slab = 0.55 + 0.9 * (rng.uniform(0.4, 0.6))
     pav_base = np.array([150, 145, 138], np.float32) * slab
     joints = (np.mod(X, 0.6) < 0.04) | (np.mod(Z, 0.6) < 0.04)
@@ -418,10 +422,11 @@ def car_textures(
         )
         cv2.rectangle(img, (int(0.05 * w), int(0.86 * h)), (int(0.95 * w), h - 1), (30, 30, 30), -1)
         out[name] = make_texture(_noise_shade(rng, img), cls)
-    img = np.empty((round(length * s), w, 3), np.float32)
-    img[:] = body * 0.9
-    img[int(0.15 * img.shape[0]) : int(0.35 * img.shape[0])] = glass  # windscreen from above
-    out["roof"] = make_texture(_u8(img), np.full(img.shape[:2], CLS["car"], np.uint8))
+    full = np.full((32, 32), CLS["car"], np.uint8)
+    shade = 0.85 + 0.1 * fbm(rng, 32, 32, 16)[..., None]
+    out["roof"] = make_texture(_u8(body * shade), full)  # bonnet, roof and boot panels
+    sheen = np.linspace(1.4, 0.8, 32, dtype=np.float32)[:, None, None]
+    out["glass"] = make_texture(_u8(np.broadcast_to(glass * sheen, (32, 32, 3))), full)
     return out
 
 
