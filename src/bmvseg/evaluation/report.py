@@ -1,0 +1,152 @@
+"""Benchmark outputs: the paper's tables (3, 4), figures (3, 4, 5) and a stage breakdown."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from bmvseg.data.classes import colorize  # noqa: E402
+from bmvseg.evaluation.sweep import FUSION_TABLE_DISTANCES, AccuracySweep, Variant  # noqa: E402
+from bmvseg.evaluation.throughput import Throughput  # noqa: E402
+
+COLUMNS = ("scheme", "fusion", "interval", "miou_avg", "miou_min", "fps", "speedup")
+METRICS = (
+    ("mIoU avg (%)", "miou_avg", "{:.1f}"),
+    ("mIoU min (%)", "miou_min", "{:.1f}"),
+    ("throughput (fps)", "fps", "{:.2f}"),
+    ("speedup (x)", "speedup", "{:.2f}"),
+)
+
+
+def row_name(r: dict) -> str:
+    return r["scheme"] + (f" ({r['fusion']})" if r["fusion"] else "")
+
+
+def row_names(table: list[dict]) -> list[str]:
+    return list(dict.fromkeys(row_name(r) for r in table))
+
+
+def rows(sweep: AccuracySweep, variants: list[Variant], intervals: list[int],
+         base_fps: float, speed: dict[tuple[Variant, int], Throughput]) -> list[dict]:  # fmt: skip
+    """One row per variant and interval (per-frame once, at interval 1)."""
+    out = []
+    for v in variants:
+        for n in [1] if v.scheme == "per-frame" else intervals:
+            avg, mn = sweep.miou_avg_min(v, n)
+            t = speed.get((v, n))
+            fps = base_fps if v.scheme == "per-frame" else (t.fps if t else float("nan"))
+            out.append({
+                "scheme": v.scheme, "fusion": v.fusion, "interval": n,
+                "miou_avg": round(avg, 2), "miou_min": round(mn, 2),
+                "fps": round(fps, 3), "speedup": round(fps / base_fps, 3),
+            })  # fmt: skip
+    return out
+
+
+def write_csv(path: Path, table: list[dict]) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows(table)
+
+
+def table_md(table: list[dict], intervals: list[int], note: str) -> str:
+    """The paper's Table 4 layout: metric x scheme rows, keyframe intervals as columns."""
+    head = "| metric | scheme | " + " | ".join(str(n) for n in intervals) + " |\n"
+    head += "|---|---|" + "---|" * len(intervals) + "\n"
+    lines = []
+    by = {(row_name(r), r["interval"]): r for r in table}
+    for metric, key, fmt in METRICS:
+        for name in row_names(table):
+            cells = []
+            for n in intervals:
+                r = by.get((name, n)) or (by.get((name, 1)) if name == "per-frame" else None)
+                cells.append(fmt.format(r[key]) if r else "")
+            lines.append(f"| {metric} | {name} | " + " | ".join(cells) + " |")
+    return note + "\n\n" + head + "\n".join(lines) + "\n"
+
+
+def fusion_md(sweep: AccuracySweep, fusions: list[str], note: str) -> str:
+    """The paper's Table 3: mIoU at distance d from both keyframes (n = 2d, p = d)."""
+    head = "| distance to keyframe(s) | forward | backward | " + " | ".join(fusions) + " |\n"
+    head += "|---|---|---|" + "---|" * len(fusions) + "\n"
+    lines = []
+    for d in FUSION_TABLE_DISTANCES:
+        if ("forward", d) not in sweep.fusion_cms or 2 * d not in sweep.intervals:
+            continue
+        cells = [sweep.fusion_cms["forward", d].miou(), sweep.fusion_cms["backward", d].miou()]
+        cells += [sweep.cms["inter-bmv", f, 2 * d, d].miou() for f in fusions]
+        lines.append(f"| {d} | " + " | ".join(f"{100 * c:.1f}" for c in cells) + " |")
+    return note + "\n\n" + head + "\n".join(lines) + "\n"
+
+
+def breakdown_md(base: list[Throughput], runs: list[Throughput], note: str) -> str:
+    """Mean milliseconds per frame in each stage (the paper's Fig. 2), per configuration."""
+    stages = [s for s in base[0].stage_ms if any(t.stage_ms.get(s, 0) > 0 for t in base + runs)]
+    head = "| scheme | n | fps | " + " | ".join(stages) + " |\n|---|---|---|" + "---|" * len(stages)
+    lines = []
+    for t in base[:1] + runs:
+        cells = " | ".join(f"{t.stage_ms.get(s, 0):.1f}" for s in stages)
+        lines.append(f"| {t.variant.label} | {t.interval} | {t.fps:.2f} | {cells} |")
+    return note + "\n\n" + head + "\n" + "\n".join(lines) + "\n"
+
+
+def plot_tradeoff(table: list[dict], key: str, path: Path, title: str) -> None:
+    """Figures 3 and 5: accuracy against throughput, one curve per scheme, points labelled n."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    names = []
+    for r in table:
+        name = r["scheme"] + (f" ({r['fusion']})" if r["fusion"] else "")
+        if name not in names:
+            names.append(name)
+    for name in names:
+        pts = [
+            r for r in table if r["scheme"] + (f" ({r['fusion']})" if r["fusion"] else "") == name
+        ]
+        xs, ys = [r["fps"] for r in pts], [r[key] for r in pts]
+        marker = "*" if name == "per-frame" else "o"
+        ax.plot(xs, ys, marker=marker, label=name, ms=9 if marker == "*" else 4)
+        for r in pts:
+            if r["scheme"] != "per-frame":
+                ax.annotate(str(r["interval"]), (r["fps"], r[key]), fontsize=7,
+                            textcoords="offset points", xytext=(3, 3))  # fmt: skip
+    ax.set_xlabel("throughput (frames/s, decode included)")
+    ax.set_ylabel("mIoU (%)" + (" — worst offset" if key == "miou_min" else " — all offsets"))
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_examples(examples: dict, palette: np.ndarray, path: Path, title: str) -> None:
+    """The paper's Fig. 4: frames k..k+n-1 and, under them, each scheme's labels."""
+    rows_ = ["images"] + [k for k in ("ground truth", "per-frame") if k in examples]
+    rows_ += [k for k in examples if k not in rows_]
+    n = len(examples["images"])
+    fig, axes = plt.subplots(
+        len(rows_), n, figsize=(1.9 * n, 1.5 * len(rows_) + 0.4), squeeze=False
+    )
+    for i, name in enumerate(rows_):
+        for p in range(n):
+            ax = axes[i][p]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            img = examples[name][p]
+            if img is not None:
+                ax.imshow(img if name == "images" else colorize(img, palette))
+            if i == 0:
+                ax.set_title(f"k+{p}" if p else "k (key)", fontsize=8)
+            if p == 0:
+                ax.set_ylabel(name, fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
