@@ -1,0 +1,41 @@
+"""``bmvseg evaluate``: per-image mIoU of a single-frame model on a dataset split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="per-image mIoU of a model on a dataset split")
+    p.add_argument("--dataset", default="camvid")
+    p.add_argument("--root", help="dataset root directory")
+    p.add_argument("--split", default="test")
+    p.add_argument("--model", default="enet_lite")
+    p.add_argument("--weights", default="default",
+                   help="'default' (shipped), a checkpoint path, or 'none'")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", metavar="PATH", help="also write per-class IoU as JSON here")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from bmvseg.data.registry import get_dataset
+    from bmvseg.models.registry import build_model
+    from bmvseg.training.evaluate import evaluate_model, iou_table
+
+    torch.set_num_threads(args.threads)
+    ds = get_dataset(args.dataset, args.root, args.split)
+    model = build_model(args.model, weights=args.weights, num_classes=len(ds.class_names))
+    model = model.to(memory_format=torch.channels_last)
+    cm = evaluate_model(model, (ds[i] for i in range(len(ds))), progress=True, total=len(ds))
+    print(f"{args.model} on {args.dataset} {args.split} ({len(ds)} images)")
+    print(iou_table(model.class_names, cm))
+    if args.json:
+        iou = [None if v != v else float(v) for v in cm.iou()]
+        with open(args.json, "w") as fh:
+            json.dump({"class_names": list(model.class_names), "iou": iou, "miou": cm.miou(),
+                       "pixel_accuracy": cm.pixel_accuracy(), "split": args.split}, fh, indent=1)
+    return 0

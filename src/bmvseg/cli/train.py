@@ -1,0 +1,100 @@
+"""``bmvseg train``: train a single-frame segmentation model (see :mod:`bmvseg.training.train`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bmvseg.errors import BmvsegError
+
+
+def _pair(text: str) -> tuple[int, int]:
+    """'256' -> (256, 256); '240x320' -> (240, 320) as (H, W)."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) <= 0:
+        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}")
+    return parts[0], parts[1]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a single-frame segmentation model")
+    p.add_argument("--dataset", default="camvid", help="dataset name (bmvseg.data.registry)")
+    p.add_argument("--root", help="dataset root directory")
+    p.add_argument("--model", default="enet_lite", help="model name (bmvseg.models.registry)")
+    p.add_argument("-o", "--out", required=True, help="run directory (checkpoints, report)")
+    p.add_argument("--epochs", type=int, help="epochs (default 300; the time limit may end it sooner)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--crop", type=_pair, default=(256, 256), help="crop size N or HxW")
+    p.add_argument("--scale", type=float, nargs=2, default=(0.5, 2.0), metavar=("MIN", "MAX"))
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-2)
+    p.add_argument("--time-limit-min", type=float, help="stop (and end the LR schedule) after M min")
+    p.add_argument("--val-split", choices=("test", "trainslice"), default="test",
+                   help="held-out split for per-epoch mIoU (never CamVid val/)")
+    p.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-train-images", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--max-val-images", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bmvseg.training.train import TrainConfig, train
+
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("time_limit_min", args.time_limit_min)) if v is not None}
+    if args.epochs is None:
+        args.epochs = 300
+    if args.epochs <= 0 or args.batch_size <= 0 or args.lr <= 0:
+        raise BmvsegError("--epochs, --batch-size and --lr must be positive")
+    cfg = TrainConfig(
+        dataset=args.dataset,
+        root=args.root,
+        model=args.model,
+        out=args.out,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        crop=args.crop,
+        scale=tuple(args.scale),
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        time_limit_min=args.time_limit_min,
+        val_split=args.val_split,
+        eval_every=args.eval_every,
+        workers=args.workers,
+        threads=args.threads,
+        seed=args.seed,
+        max_train_images=args.max_train_images,
+        max_val_images=args.max_val_images,
+        command=getattr(args, "command_line", None) or "bmvseg " + " ".join(sys.argv[1:]),
+    )
+    train(cfg, resume=args.resume, progress=not args.no_progress, overrides=overrides)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bmvseg.cli.train ...`` = ``bmvseg train ...`` (needs no other subcommand)."""
+    from bmvseg.errors import BmvsegError
+
+    parser = argparse.ArgumentParser(prog="bmvseg")
+    register(parser.add_subparsers(dest="command", required=True))
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(["train", *argv])
+    args.command_line = "bmvseg train " + " ".join(argv)
+    try:
+        return run(args)
+    except BmvsegError as exc:
+        print(f"bmvseg train: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

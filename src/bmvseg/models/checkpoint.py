@@ -1,0 +1,140 @@
+"""Model files: fp16 weights plus metadata, loaded without ever unpickling code.
+
+A checkpoint is a ``torch.save``d dict ``{"format": "bmvseg-checkpoint", "version": 1,
+"state_dict": {name: tensor}, "meta": {...}}``.  Floating-point tensors are stored in fp16 (half
+the size; the accuracy loss for inference is negligible) and cast back to each parameter's dtype
+on load.  ``meta`` holds at least ``architecture``, ``num_classes``, ``class_names`` and
+``palette``; training adds the command, time and metrics.
+
+Loading uses ``torch.load(..., weights_only=True)`` only: a file whose pickle would construct
+arbitrary objects (run code) is refused with :class:`CheckpointError`, never executed.
+
+Inference, the fast way on CPU::
+
+    model = build_model("enet_lite")              # loads the shipped weights, eval mode
+    model = model.to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        logits = model(model.preprocess(rgb))     # preprocess returns channels_last
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bmvseg.errors import CheckpointError
+
+FORMAT = "bmvseg-checkpoint"
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file then rename, so a crash never leaves a torn file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _to_plain(value: Any) -> Any:
+    """Metadata as types ``weights_only`` loading accepts (numpy arrays become lists)."""
+    if isinstance(value, dict):
+        return {str(k): _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> None:
+    """Write ``model``'s weights (floats as fp16) and ``meta`` atomically to ``path``."""
+    state = {
+        k: (v.detach().half() if v.is_floating_point() else v.detach()).cpu().contiguous()
+        for k, v in model.state_dict().items()
+    }
+    full_meta = {
+        "architecture": type(model).__name__,
+        "num_classes": getattr(model, "num_classes", None),
+        "class_names": list(getattr(model, "class_names", []) or []),
+        "palette": getattr(model, "palette", None),
+    }
+    full_meta.update(meta)
+    atomic_save({"format": FORMAT, "version": 1, "state_dict": state, "meta": _to_plain(full_meta)}, path)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a bmvseg checkpoint dict safely; :class:`CheckpointError` for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"refusing to load {path}: it is not a plain-weights checkpoint "
+            f"(loading it would need to unpickle code): {str(exc).splitlines()[0]}"
+        ) from None
+    except Exception as exc:  # zip/format errors: not a torch file at all
+        raise CheckpointError(f"cannot read {path} as a checkpoint: {exc}") from None
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        return obj
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return {"format": FORMAT, "version": 0, "state_dict": obj, "meta": {}}  # bare state_dict
+    raise CheckpointError(f"{path} is not a bmvseg checkpoint (no weights found in it)")
+
+
+def load_checkpoint(path: str | Path, model: nn.Module) -> dict[str, Any]:
+    """Load weights from ``path`` into ``model`` in place and return the checkpoint's metadata.
+
+    Checks before touching the model: the class count and every parameter name and shape must
+    match; a mismatch raises :class:`CheckpointError` naming the key and both shapes.  Class
+    names and palette stored in the file are set on the model.
+    """
+    ckpt = read_checkpoint(path)
+    meta = ckpt.get("meta", {}) or {}
+    n = getattr(model, "num_classes", None)
+    if meta.get("num_classes") is not None and n is not None and meta["num_classes"] != n:
+        raise CheckpointError(
+            f"{path} has {meta['num_classes']} classes but the model has {n} "
+            f"(checkpoint architecture: {meta.get('architecture', '?')})"
+        )
+    arch = meta.get("architecture")
+    if arch and arch != type(model).__name__:
+        raise CheckpointError(
+            f"{path} is for architecture {arch}, not {type(model).__name__}"
+        )
+    src, dst = ckpt["state_dict"], model.state_dict()
+    missing = [k for k in dst if k not in src]
+    unexpected = [k for k in src if k not in dst]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not match {type(model).__name__}: "
+            f"missing keys {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+            f"unexpected keys {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}"
+        )
+    for k, v in dst.items():
+        if src[k].shape != v.shape:
+            raise CheckpointError(
+                f"{path} does not match {type(model).__name__}: key {k!r} has shape "
+                f"{tuple(src[k].shape)} in the file but the model expects {tuple(v.shape)}"
+            )
+    model.load_state_dict({k: src[k].to(dst[k].dtype) for k in dst})
+    if meta.get("class_names"):
+        model.class_names = tuple(meta["class_names"])
+    if meta.get("palette") is not None:
+        import numpy as np
+
+        model.palette = np.asarray(meta["palette"], np.uint8)
+    return meta

@@ -1,0 +1,127 @@
+"""Models by name: ``build_model("enet_lite")`` and a ``register`` hook for other modules.
+
+A builder is a keyword-only function ``builder(*, num_classes: int | None) -> SegmentationModel``
+returning a randomly initialised model (``num_classes=None`` = the builder's own default set).
+``build_model`` then resolves ``weights``:
+
+- ``"default"``: the file ``bmvseg/weights/<name>.pt`` shipped in the package, or the path given
+  to ``register(..., default_weights=...)``.  A model without shipped weights raises
+  :class:`CheckpointError` rather than silently returning an untrained network.
+- ``None`` or ``"none"``: random initialisation.
+- anything else: a checkpoint path, loaded with :func:`load_checkpoint`.
+
+Builders that resolve weights themselves (torchvision's ``DEFAULT`` download) register with
+``handles_weights=True`` and receive ``weights=`` as given.
+
+The returned model is in eval mode on ``device``; callers add channels_last and inference mode
+(see :mod:`bmvseg.models.checkpoint`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bmvseg.errors import BmvsegError, CheckpointError
+from bmvseg.models.base import SegmentationModel
+from bmvseg.models.checkpoint import load_checkpoint
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+Builder = Callable[..., SegmentationModel]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    builder: Builder
+    default_weights: Path | None
+    handles_weights: bool
+
+
+_REGISTRY: dict[str, _Entry] = {}
+_BUILTINS_LOADED = False
+
+
+def register(
+    name: str,
+    builder: Builder,
+    *,
+    default_weights: str | Path | None = None,
+    handles_weights: bool = False,
+    overwrite: bool = False,
+) -> None:
+    """Make ``build_model(name)`` call ``builder``; re-registering needs ``overwrite=True``."""
+    if name in _REGISTRY and not overwrite:
+        raise ValueError(f"model {name!r} is already registered")
+    dw = Path(default_weights) if default_weights is not None else None
+    _REGISTRY[name] = _Entry(builder, dw, handles_weights)
+
+
+def _load_builtins() -> None:
+    """Register the models of this package (imported lazily to keep ``import bmvseg`` light)."""
+    global _BUILTINS_LOADED
+    if _BUILTINS_LOADED:
+        return
+    _BUILTINS_LOADED = True
+    from bmvseg.models.enet import build_enet_lite
+
+    register("enet_lite", build_enet_lite, overwrite=True)
+    import importlib
+
+    # Optional modules of other parts of the package register their own builders on import.
+    for mod in ("bmvseg.models.torchvision_seg", "bmvseg.data.synthetic_model"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name not in (mod, "torchvision"):
+                raise
+
+
+def available_models() -> list[str]:
+    """Names ``build_model`` accepts, sorted."""
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def default_weights_path(name: str) -> Path | None:
+    """The shipped weights file for ``name``, or None if it has none."""
+    _load_builtins()
+    entry = _REGISTRY.get(name)
+    if entry is None:
+        return None
+    path = entry.default_weights or WEIGHTS_DIR / f"{name}.pt"
+    return path if path.is_file() else None
+
+
+def build_model(
+    name: str,
+    *,
+    weights: str | Path | None = "default",
+    num_classes: int | None = None,
+    device: str | torch.device = "cpu",
+) -> SegmentationModel:
+    """Build model ``name`` with ``weights`` resolved as in the module docstring; eval mode."""
+    _load_builtins()
+    if name not in _REGISTRY:
+        raise BmvsegError(f"unknown model {name!r}; available: {', '.join(available_models())}")
+    entry = _REGISTRY[name]
+    if entry.handles_weights:
+        model = entry.builder(num_classes=num_classes, weights=weights)
+    else:
+        model = entry.builder(num_classes=num_classes)
+        if isinstance(weights, str) and weights.lower() == "none":
+            weights = None
+        if isinstance(weights, str) and weights == "default":
+            path = default_weights_path(name)
+            if path is None:
+                raise CheckpointError(
+                    f"model {name!r} has no shipped weights (looked for {WEIGHTS_DIR / name}.pt); "
+                    "pass a checkpoint path, or weights=None for random initialisation"
+                )
+            weights = path
+        if weights is not None:
+            load_checkpoint(weights, model)
+    return model.to(device).eval()
