@@ -24,6 +24,7 @@ FAR = 320.0  # metres: quads beyond this are skipped; fog is complete there so n
 FOG_SCALE = 140.0
 NOISE_SIGMA = 1.6  # grey levels of sensor noise
 BLUR_SIGMA = 0.5  # pixels
+NOISE_PAD = 61  # noise fields are this much larger than a frame; each frame takes random crops
 SKY = -2
 GROUND = -1
 
@@ -55,6 +56,16 @@ class Renderer:
         self.rays_cam = np.stack(
             [(self.px - self.cx) / self.f, -(self.py - self.cy) / self.f, np.ones_like(xs)], -1
         )
+        self.k_inv = np.array(
+            [[1 / self.f, 0, -self.cx / self.f], [0, -1 / self.f, self.cy / self.f], [0, 0, 1]]
+        )
+        self.ray_norm = np.linalg.norm(self.rays_cam, axis=-1)  # rotation keeps it
+        h_, w_ = h + NOISE_PAD, w + NOISE_PAD
+        rng = np.random.default_rng((seed, 1 << 40))  # two noise fields, mixed per frame
+        self.noise = [
+            rng.standard_normal((h_, w_, 3), dtype=np.float32) * np.float32(NOISE_SIGMA / 2**0.5)
+            for _ in range(2)
+        ]
         q = scene.quads
         self.q_origin = np.array([a.origin for a in q], np.float64).reshape(-1, 3)
         self.q_u = np.array([a.u for a in q], np.float64).reshape(-1, 3)
@@ -107,34 +118,23 @@ class Renderer:
         tu = (P[:, 0] + cols / (2 * tx.GROUND_TPM)) * tx.GROUND_TPM
         tv = np.mod(-P[:, 2] * tx.GROUND_TPM, rows)
         tu = np.clip(tu, 0.0, cols - 1e-3)
-        n = np.array([0.0, 1.0, 0.0])
-        lod = self._lod(
-            R, d, sm, n, np.array([tx.GROUND_TPM, 0, 0]), np.array([0, 0, -tx.GROUND_TPM])
-        )
+        lod = self._lod(sm, d[:, 1], self.ray_norm[m], tx.GROUND_TPM)
         g.depth[m] = sm
         g.hit[m] = GROUND
         g.tex[m] = self.scene.ground
         g.tu[m], g.tv[m], g.lod[m] = tu, tv, lod
         g.labels[m] = tex.classes[tv.astype(np.int32) % rows, tu.astype(np.int32)]
 
-    def _lod(self, R, d, s, n, ax, ay) -> np.ndarray:
-        """Mip level from the analytic screen-space derivatives of the texture coordinates.
+    def _lod(self, s: np.ndarray, nd: np.ndarray, dnorm: np.ndarray, tpm: float) -> np.ndarray:
+        """Mip level of a hit at ray parameter ``s`` on a plane with ``n.d = nd``.
 
-        The hit point of the ray through pixel p on a plane with normal n is ``C + s d``; moving
-        one pixel in x changes it by ``s (d_x - (n.d_x)/(n.d) d)`` with ``d_x = R[:, 0] / f``.
-        ``ax``/``ay`` map a world displacement to texels.
+        A pixel spans about ``s / f`` metres across the ray, stretched by ``|d| / |n.d|`` along the
+        plane's slope; up to 2:1 anisotropy is kept sharp (far road), beyond that it blurs, as
+        anisotropic filtering would, so that nothing shimmers.  ``tpm``: texels per metre.
         """
-        nd = d @ n
-        nd = np.where(np.abs(nd) < 1e-9, 1e-9, nd)
-        out = []
-        for col, sign in ((0, 1.0), (1, -1.0)):
-            dd = (sign * R[:, col] / self.f).astype(np.float32)
-            dP = s[:, None] * (dd[None, :] - ((dd @ n) / nd)[:, None] * d)
-            out.append(np.hypot(dP @ ax, dP @ ay))
-        major = np.maximum(out[0], out[1])
-        minor = np.minimum(out[0], out[1])
-        # a little anisotropy allowed: sharper far road than isotropic mip-mapping, still no shimmer
-        return np.log2(np.maximum(np.maximum(minor, major / 2.0), 1e-6)).astype(np.float32)
+        minor = s * np.float32(tpm / self.f)
+        major = minor * dnorm / np.maximum(np.abs(nd), 1e-3)
+        return np.log2(np.maximum(np.maximum(minor, major * 0.5), 1e-6))
 
     def _quads(self, g: GBuffer, rays: np.ndarray, C: np.ndarray, R: np.ndarray, t: float) -> None:
         if not len(self.q_origin):
@@ -162,6 +162,7 @@ class Renderer:
         self.scene.release(self.q_tex[gone])
         idx = np.nonzero(live)[0]
         zmin = z.min(1)
+        M = R @ self.k_inv  # world ray of pixel (x + 0.5, y + 0.5) is M @ (x + 0.5, y + 0.5, 1)
         for i in idx[np.argsort(zmin[idx])]:  # nearest first: hidden pixels fail early
             if front[i]:
                 x0, y0, x1, y1 = box[i]
@@ -174,7 +175,7 @@ class Renderer:
             win = (slice(y0, y1), slice(x0, x1))
             if zmin[i] >= g.depth[win].max():  # wholly behind what is already drawn there
                 continue
-            self._quad(g, i, origin[i], rays[win], C, R, win)
+            self._quad(g, i, origin[i], M, C, win)
 
     def _bbox(self, pts: np.ndarray, w: int, h: int) -> tuple[int, int, int, int] | None:
         """Pixel bounding box of a quad's projection after clipping it at the near plane."""
@@ -194,46 +195,55 @@ class Renderer:
             return None
         return x0, y0, x1, y1
 
-    def _quad(self, g: GBuffer, i: int, org, d, C, R, win) -> None:
+    def _quad(self, g: GBuffer, i: int, org: np.ndarray, M: np.ndarray, C: np.ndarray, win) -> None:
+        """Draw quad ``i`` into the pixels of window ``win`` where it is nearest.
+
+        The world ray of pixel p = (x + 0.5, y + 0.5, 1) is ``d = M p``, so every quantity of the
+        ray-plane hit is a linear form in p over another one: ``s = k / (n.M p)`` and the texture
+        coordinates ``tu = (C - org).ax + s (ax.M p)``; no per-pixel 3-vectors are needed.
+        """
         n = self.q_normal[i]
         u, v = self.q_u[i], self.q_v[i]
         tex = self.scene.texture(self.q_tex[i])
-        nd = d @ n.astype(np.float32)
+        ys, xs = win
+        px = self.px[0, xs][None, :]
+        py = self.py[ys, 0][:, None]
+        ln = n @ M
+        nd = np.float32(ln[0]) * px + (np.float32(ln[1]) * py + np.float32(ln[2]))
+        k = float(n @ (org - C))
         with np.errstate(divide="ignore", invalid="ignore"):
-            s = (float(n @ (org - C)) / nd).astype(np.float32)
-        depth = g.depth[win]
-        ok = (s > 0.05) & (s < depth)
-        if not ok.any():
+            s = np.float32(k) / nd
+        ok = (s > 0.05) & (s < g.depth[win])
+        rows, cols = np.nonzero(ok)
+        if not rows.size:
             return
-        ys, xs = np.nonzero(ok)
-        dd = d[ys, xs]
-        ss = s[ys, xs]
-        rel = (C - org).astype(np.float32) + ss[:, None] * dd
-        ax = (u / (u @ u) * tex.width).astype(np.float32)
-        ay = (v / (v @ v) * tex.height).astype(np.float32)
-        tu, tv = rel @ ax, rel @ ay
-        inside = (tu >= 0) & (tu < tex.width) & (tv >= 0) & (tv < tex.height)
-        if not inside.any():
-            return
-        ys, xs, dd, ss, tu, tv = (
-            ys[inside],
-            xs[inside],
-            dd[inside],
-            ss[inside],
-            tu[inside],
-            tv[inside],
+        s, nd = s[rows, cols], nd[rows, cols]
+        yy, xx = rows + ys.start, cols + xs.start
+        pxs, pys = self.px[0, xx], self.py[yy, 0]
+        ax = u / (u @ u) * tex.width
+        ay = v / (v @ v) * tex.height
+        la, lb = ax @ M, ay @ M
+        tu = np.float32((C - org) @ ax) + s * (
+            np.float32(la[0]) * pxs + np.float32(la[1]) * pys + np.float32(la[2])
         )
+        tv = np.float32((C - org) @ ay) + s * (
+            np.float32(lb[0]) * pxs + np.float32(lb[1]) * pys + np.float32(lb[2])
+        )
+        inside = (tu >= 0) & (tu < tex.width) & (tv >= 0) & (tv < tex.height)
+        if not inside.all():
+            yy, xx, s, nd, tu, tv = (a[inside] for a in (yy, xx, s, nd, tu, tv))
         cls = tex.classes[tv.astype(np.int32), tu.astype(np.int32)]
         solid = cls != tx.CLEAR
-        if not solid.any():
+        if not solid.all():
+            yy, xx, s, nd, tu, tv, cls = (a[solid] for a in (yy, xx, s, nd, tu, tv, cls))
+        if not yy.size:
             return
-        ys, xs, dd, ss, tu, tv, cls = (a[solid] for a in (ys, xs, dd, ss, tu, tv, cls))
-        lod = self._lod(R, dd, ss, n, ax, ay)
-        yy, xx = ys + win[0].start, xs + win[1].start
-        g.depth[yy, xx] = ss
+        tpm = max(tex.width / np.sqrt(u @ u), tex.height / np.sqrt(v @ v))
+        g.depth[yy, xx] = s
         g.hit[yy, xx] = i
         g.tex[yy, xx] = self.q_tex[i]
-        g.tu[yy, xx], g.tv[yy, xx], g.lod[yy, xx] = tu, tv, lod
+        g.tu[yy, xx], g.tv[yy, xx] = tu, tv
+        g.lod[yy, xx] = self._lod(s, nd, self.ray_norm[yy, xx], tpm)
         g.labels[yy, xx] = cls
 
     def _sky(self, g: GBuffer, rays: np.ndarray) -> None:
@@ -256,13 +266,13 @@ class Renderer:
         Cp, Rp = self.scene.camera.pose(self.time(index - 1))
         sky = g.hit == SKY
         depth = np.where(sky, 0.0, g.depth)[..., None]
-        # points at their previous position, relative to the previous camera (float64: exactness)
-        P = (C - Cp) + depth * rays.astype(np.float64)
+        # points at their previous position, relative to the previous camera
+        P = (C - Cp).astype(np.float32) + depth * rays
         moving = g.hit >= 0
         if moving.any():
-            P[moving] -= self.q_vel[g.hit[moving]] / self.fps
+            P[moving] -= (self.q_vel[g.hit[moving]] / self.fps).astype(np.float32)
         P[sky] = rays[sky]  # directions at infinity only rotate
-        X = P @ Rp
+        X = P @ Rp.astype(np.float32)
         z = np.maximum(X[..., 2], 1e-6)
         qx = self.cx + self.f * X[..., 0] / z
         qy = self.cy - self.f * X[..., 1] / z
@@ -289,7 +299,7 @@ class Renderer:
         shade[q] = self.q_shade[g.hit[q]]
         col *= shade[..., None]
         sky = g.hit == SKY
-        dist = np.where(sky, 0.0, g.depth * np.linalg.norm(rays, axis=-1))
+        dist = np.where(sky, 0.0, g.depth * self.ray_norm)
         full = 1 - np.exp(-FAR / FOG_SCALE)
         fog = np.clip((1 - np.exp(-dist / FOG_SCALE)) / full, 0, 1)[..., None]
         col = col * (1 - fog) + self.scene.fog_color * fog
@@ -299,8 +309,12 @@ class Renderer:
         tint = np.array([1.0 + 0.02 * np.sin(2 * np.pi * t / 9.0 + ph), 1.0, 1.0], np.float32)
         col *= gain * tint
         col = cv2.GaussianBlur(col, (3, 3), BLUR_SIGMA)  # lens softness; no jagged silhouettes
+        # sensor noise: the sum of random crops of two fixed fields, new every frame (no pattern
+        # that moves coherently from frame to frame, which the codec could lock on to)
         rng = np.random.default_rng((self.seed, index))
-        col += rng.standard_normal(col.shape, dtype=np.float32) * np.float32(NOISE_SIGMA)
+        (y0, x0, y1, x1) = (int(v) for v in rng.integers(0, NOISE_PAD + 1, 4))
+        col += self.noise[0][y0 : y0 + h, x0 : x0 + w]
+        col += self.noise[1][y1 : y1 + h, x1 : x1 + w]
         return np.clip(col + 0.5, 0, 255).astype(np.uint8)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bmvseg.data.synthetic import sprites as sp
 from bmvseg.data.synthetic import textures as tx
 
 
@@ -197,7 +198,7 @@ def _street_side(
         if rng.random() < 0.12:
             gap = float(rng.uniform(6.0, 14.0))
             fx = side * (front + 0.3)
-            tex = scene.add_texture(rng, tx.fence_texture, gap, 1.2)
+            tex = scene.add_texture(rng, sp.fence_texture, gap, 1.2)
             scene.quads.append(_face_x(fx, z, z + gap, 0.0, 1.2, side < 0, tex))
             scene.quads[-1].two_sided = True
             for _ in range(int(rng.integers(1, 3))):
@@ -236,7 +237,7 @@ def _street_side(
     while z < z_hi:
         z += float(rng.uniform(30.0, 90.0))
         length = float(rng.uniform(5.0, 15.0))
-        tex = scene.add_texture(rng, tx.fence_texture, length, 1.0)
+        tex = scene.add_texture(rng, sp.fence_texture, length, 1.0)
         q = _face_x(side * (road.road_half + 0.35), z, z + length, 0.0, 1.0, side < 0, tex)
         q.two_sided = True
         scene.quads.append(q)
@@ -245,7 +246,7 @@ def _street_side(
     n = int(rng.integers(12, 24))
     for _ in range(n):
         height = float(rng.uniform(1.55, 1.9))
-        tex = scene.add_texture(rng, tx.person_texture, height)
+        tex = scene.add_texture(rng, sp.person_texture, height)
         w = 0.6
         px = side * (road.road_half + rng.uniform(0.9, road.pavement - 0.4))
         pz = float(rng.uniform(z_lo + 10, z_hi - 40))
@@ -259,7 +260,7 @@ def _street_side(
 def _tree(scene: Scene, rng: np.random.Generator, x: float, z: float) -> None:
     h = float(rng.uniform(4.5, 9.0))
     w = h * float(rng.uniform(0.5, 0.75))
-    tex = scene.add_texture(rng, tx.tree_texture, h, w)
+    tex = scene.add_texture(rng, sp.tree_texture, h, w)
     q = _face_z(z, x - w / 2, x + w / 2, 0.0, h, True, tex)
     q.two_sided = True
     scene.quads.append(q)
@@ -269,7 +270,7 @@ def _pole(scene: Scene, rng: np.random.Generator, x: float, z: float, kind: str)
     h = {"lamp": float(rng.uniform(6.5, 8.5)), "sign": float(rng.uniform(2.6, 3.2))}.get(
         kind, float(rng.uniform(3.4, 4.0))
     )
-    w = tx.pole_width(kind)
+    w = sp.pole_width(kind)
     flip = x > 0 and kind == "lamp"  # the lamp arm reaches over the road
     if flip:
         x0 = x - w + 0.15
@@ -277,7 +278,7 @@ def _pole(scene: Scene, rng: np.random.Generator, x: float, z: float, kind: str)
         x0 = x - 0.15
     else:
         x0 = x - w / 2
-    q = _face_z(z, x0, x0 + w, 0.0, h, True, scene.add_texture(rng, tx.pole_texture, h, kind, flip))
+    q = _face_z(z, x0, x0 + w, 0.0, h, True, scene.add_texture(rng, sp.pole_texture, h, kind, flip))
     q.two_sided = True
     scene.quads.append(q)
 
@@ -297,7 +298,7 @@ def _car(
     length = float(rng.uniform(3.9, 4.9))
     width = float(rng.uniform(1.7, 1.9))
     height = float(rng.uniform(1.4, 1.6))
-    parts = tx.CarTextures(int(rng.integers(2**62)), length, width, height)
+    parts = sp.CarTextures(int(rng.integers(2**62)), length, width, height)
     ids = {
         k: scene.add_texture(rng, parts.part, k)
         for k in ("left", "right", "rear", "front", "roof", "glass")
@@ -359,7 +360,7 @@ def _traffic(
     for side in (-1, 1):  # cyclists riding along the parking strip's edge; one always ahead
         for k in range(int(rng.integers(0, 3)) + (side > 0)):
             h = float(rng.uniform(1.6, 1.8))
-            tex = scene.add_texture(rng, tx.person_texture, h, True)
+            tex = scene.add_texture(rng, sp.person_texture, h, True)
             bx = side * (road.road_half - road.parking - 0.5)  # clear of cars (kept left)
             bz = float(
                 rng.uniform(15.0, 40.0) if k == 0 and side > 0 else rng.uniform(5.0, z_hi - 60)
