@@ -129,6 +129,11 @@ def bench_size(height: int, width: int, n: int, repeat: int) -> list[tuple[str, 
     rows.append(("plain decode (one-ref stream)", plain / n, "-"))
     t, _ = best_of(repeat, lambda: decode(one_ref_b, True))
     rows.append(("decode + export_mvs", t / n, "-"))
+    with av.open(io.BytesIO(one_ref_b)) as c:
+        c.streams.video[0].codec_context.options = {"flags2": "+export_mvs"}
+        vecs = [motion_vectors(f) for f in c.decode(video=0)][1:]
+    t, _ = best_of(repeat, lambda: [rasterise(v, height, width) for v in vecs])
+    rows.append(("vectors -> MotionField only (rasterise)", t / len(vecs), "-"))
     t, fields = best_of(repeat, lambda: reader_fields(one_ref_b, "native"))
     rows.append(("native: reader fields (auto on one-ref)", t / n, f"{epe(fields, flows):.2f}"))
     rows.append(("plain decode (x264-default stream)", plain_default / n, "-"))
