@@ -7,9 +7,10 @@ On disk (:func:`write_clip`) a clip is a directory::
 
     video.mp4     H.264 (libx264, one reference frame, no B-frames: see meta.json "encoder")
     labels.npz    "labels": (T, H, W) uint8 CamVid ids (bmvseg.data.classes; never 255)
-    flow.npz      "flow": (T, H, W, 2) float16, backward (pull) flow in pixels, x first:
-                  the content at pixel centre p of frame t was at p + flow[t][p] in frame t-1
-                  (the convention of bmvseg.video.motion); flow[0] is zero
+    flow.npz      "flow": (T, H, W, 2) int16 in 1/16 pixel ("scale": 16), backward (pull)
+                  flow, x first: the content at pixel centre p of frame t was at
+                  p + flow[t][p] / scale in frame t-1 (the convention of bmvseg.video.motion);
+                  flow[0] is zero.  read_clip returns it as float32 pixels.
     meta.json     seed, size, fps, frame count, encoder settings, class names, palette
 """
 
@@ -30,6 +31,7 @@ from bmvseg.data.synthetic.scene import Scene, build_scene
 from bmvseg.errors import BmvsegError
 from bmvseg.video.encode import X264_ONE_REF, encode_video
 
+FLOW_SCALE = 16  # flow is stored in 1/16 pixel steps: half the size of float16 once compressed
 # Encoder settings under which the stream's vectors are frame-to-previous-frame motion.
 DEFAULT_CODEC_OPTIONS: dict[str, str] = {**X264_ONE_REF, "preset": "medium", "crf": "23"}
 VIDEO_NAME = "video.mp4"
@@ -135,7 +137,7 @@ def write_clip(
 ) -> Path:
     """Encode the clip to ``directory/video.mp4`` with its labels, flow and meta; returns the video.
 
-    Streams: one frame is rendered at a time; labels (and flow, as float16) are collected.
+    Streams: one frame is rendered at a time; labels (and flow) are collected.
     """
     out = Path(directory)
     try:
@@ -144,13 +146,14 @@ def write_clip(
         raise BmvsegError(f"cannot create clip directory {out}: {exc}") from None
     t, h, w = clip.num_frames, clip.height, clip.width
     labels = np.empty((t, h, w), np.uint8)
-    flows = np.empty((t, h, w, 2), np.float16) if flow else None
+    flows = np.empty((t, h, w, 2), np.int16) if flow else None
 
     def rgb_stream() -> Iterator[np.ndarray]:
         for i in range(t):
             f = clip.frame(i, flow=flow)
             labels[i] = f.labels
             if flows is not None:
+                np.clip(np.rint(f.flow * FLOW_SCALE), -32768, 32767, out=f.flow)
                 flows[i] = f.flow
             yield f.rgb
 
@@ -159,7 +162,7 @@ def write_clip(
     settings = encode_video(rgb_stream(), video, fps=clip.fps, options=options)
     np.savez_compressed(out / "labels.npz", labels=labels)
     if flows is not None:
-        np.savez_compressed(out / "flow.npz", flow=flows)
+        np.savez_compressed(out / "flow.npz", flow=flows, scale=np.int16(FLOW_SCALE))
     meta = {**clip.meta, "encoder": settings, "video": VIDEO_NAME}
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return video
@@ -171,7 +174,7 @@ class WrittenClip:
 
     video: Path
     labels: np.ndarray
-    flow: np.ndarray | None
+    flow: np.ndarray | None  # (T, H, W, 2) float32 pixels, to within 1/32 pixel
     meta: dict
 
 
@@ -190,5 +193,5 @@ def read_clip(directory: str | os.PathLike) -> WrittenClip:
     flow = None
     if (d / "flow.npz").is_file():
         with np.load(d / "flow.npz") as z:
-            flow = z["flow"]
+            flow = z["flow"].astype(np.float32) / float(z["scale"])
     return WrittenClip(video, labels, flow, meta)

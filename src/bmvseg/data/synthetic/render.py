@@ -24,6 +24,7 @@ FAR = 320.0  # metres: quads beyond this are skipped; fog is complete there so n
 FOG_SCALE = 140.0
 NOISE_SIGMA = 1.6  # grey levels of sensor noise
 BLUR_SIGMA = 0.5  # pixels
+SMALL_QUAD = 1500  # quads whose box has at most this many pixels are drawn in one batch
 NOISE_PAD = 61  # noise fields are this much larger than a frame; each frame takes random crops
 SKY = -2
 GROUND = -1
@@ -125,7 +126,7 @@ class Renderer:
         g.tu[m], g.tv[m], g.lod[m] = tu, tv, lod
         g.labels[m] = tex.classes[tv.astype(np.int32) % rows, tu.astype(np.int32)]
 
-    def _lod(self, s: np.ndarray, nd: np.ndarray, dnorm: np.ndarray, tpm: float) -> np.ndarray:
+    def _lod(self, s: np.ndarray, nd: np.ndarray, dnorm: np.ndarray, tpm) -> np.ndarray:
         """Mip level of a hit at ray parameter ``s`` on a plane with ``n.d = nd``.
 
         A pixel spans about ``s / f`` metres across the ray, stretched by ``|d| / |n.d|`` along the
@@ -160,9 +161,12 @@ class Renderer:
         live &= ~front | ((box[:, 0] < w) & (box[:, 2] > 0) & (box[:, 1] < h) & (box[:, 3] > 0))
         gone = (z.max(1) < 0) & ~self.q_vel.any(1)  # static and behind: never seen again
         self.scene.release(self.q_tex[gone])
-        idx = np.nonzero(live)[0]
         zmin = z.min(1)
         M = R @ self.k_inv  # world ray of pixel (x + 0.5, y + 0.5) is M @ (x + 0.5, y + 0.5, 1)
+        clamped = np.clip(box, 0, [w, h, w, h]).astype(np.int64)
+        area = (clamped[:, 2] - clamped[:, 0]).clip(0) * (clamped[:, 3] - clamped[:, 1]).clip(0)
+        small = live & front & (area <= SMALL_QUAD)
+        idx = np.nonzero(live & ~small)[0]
         for i in idx[np.argsort(zmin[idx])]:  # nearest first: hidden pixels fail early
             if front[i]:
                 x0, y0, x1, y1 = box[i]
@@ -176,6 +180,67 @@ class Renderer:
             if zmin[i] >= g.depth[win].max():  # wholly behind what is already drawn there
                 continue
             self._quad(g, i, origin[i], M, C, win)
+        if small.any():  # far and thin things: many quads of few pixels, drawn in one pass
+            self._small_quads(g, np.nonzero(small)[0], clamped, area, origin, M, C)
+
+    def _small_quads(self, g, idx, box, area, origin, M, C) -> None:
+        """:meth:`_quad` for many quads at once: one flat list of (quad, pixel) candidates.
+
+        Per-quad numpy overhead would dominate for the hundreds of quads a few pixels large.
+        """
+        box, area = box[idx], area[idx]
+        n = self.q_normal[idx]
+        tex = [self.scene.texture(k) for k in self.q_tex[idx]]
+        tw = np.array([t.width for t in tex], np.float64)
+        th = np.array([t.height for t in tex], np.float64)
+        u, v = self.q_u[idx], self.q_v[idx]
+        ax = u / (u * u).sum(1, keepdims=True) * tw[:, None]
+        ay = v / (v * v).sum(1, keepdims=True) * th[:, None]
+        rel = C - origin[idx]
+        ln, la, lb = (
+            (n @ M).astype(np.float32),
+            (ax @ M).astype(np.float32),
+            (ay @ M).astype(np.float32),
+        )
+        kq = (-(n * rel).sum(1)).astype(np.float32)
+        ka, kb = (rel * ax).sum(1).astype(np.float32), (rel * ay).sum(1).astype(np.float32)
+        q = np.repeat(np.arange(len(idx)), area)
+        k = np.arange(q.size) - np.repeat(np.cumsum(area) - area, area)
+        bw = box[:, 2] - box[:, 0]
+        yy = np.repeat(box[:, 1], area) + k // bw[q]
+        xx = np.repeat(box[:, 0], area) + k % bw[q]
+        px, py = self.px[0, xx], self.py[yy, 0]
+        nd = ln[q, 0] * px + ln[q, 1] * py + ln[q, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = kq[q] / nd
+        keep = (s > 0.05) & (s < g.depth[yy, xx])
+        q, yy, xx, px, py, nd, s = (a[keep] for a in (q, yy, xx, px, py, nd, s))
+        tu = ka[q] + s * (la[q, 0] * px + la[q, 1] * py + la[q, 2])
+        tv = kb[q] + s * (lb[q, 0] * px + lb[q, 1] * py + lb[q, 2])
+        keep = (tu >= 0) & (tu < tw[q]) & (tv >= 0) & (tv < th[q])
+        q, yy, xx, nd, s, tu, tv = (a[keep] for a in (q, yy, xx, nd, s, tu, tv))
+        cls = np.empty(q.size, np.uint8)
+        bounds = np.searchsorted(q, np.arange(len(idx) + 1))  # q is sorted
+        for j in np.nonzero(np.diff(bounds))[0]:
+            a, b = bounds[j], bounds[j + 1]
+            cls[a:b] = tex[j].classes[tv[a:b].astype(np.int32), tu[a:b].astype(np.int32)]
+        keep = cls != tx.CLEAR
+        q, yy, xx, nd, s, tu, tv, cls = (a[keep] for a in (q, yy, xx, nd, s, tu, tv, cls))
+        if not q.size:
+            return
+        pix = yy * g.depth.shape[1] + xx  # nearest candidate per pixel wins
+        order = np.lexsort((s, pix))
+        first = np.ones(order.size, bool)
+        first[1:] = pix[order[1:]] != pix[order[:-1]]
+        win = order[first]
+        q, yy, xx, nd, s, tu, tv, cls = (a[win] for a in (q, yy, xx, nd, s, tu, tv, cls))
+        tpm = np.maximum(tw / np.linalg.norm(u, axis=1), th / np.linalg.norm(v, axis=1))
+        g.depth[yy, xx] = s
+        g.hit[yy, xx] = idx[q]
+        g.tex[yy, xx] = self.q_tex[idx[q]]
+        g.tu[yy, xx], g.tv[yy, xx] = tu, tv
+        g.lod[yy, xx] = self._lod(s, nd, self.ray_norm[yy, xx], tpm[q].astype(np.float32))
+        g.labels[yy, xx] = cls
 
     def _bbox(self, pts: np.ndarray, w: int, h: int) -> tuple[int, int, int, int] | None:
         """Pixel bounding box of a quad's projection after clipping it at the near plane."""
