@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -94,6 +95,13 @@ def run(args: argparse.Namespace) -> int:
     reader = VideoReader(video, motion=args.motion)
     if reader.notice:
         print(f"bmvseg: notice: {reader.notice}", flush=True)
+    if reader.rotation:
+        print(
+            f"bmvseg: notice: {video}: the container asks players to rotate it "
+            f"{reader.rotation} degrees counter-clockwise; labels and overlay keep the stored "
+            f"{reader.width}x{reader.height} orientation",
+            flush=True,
+        )
     identity = {
         "video": str(video.resolve()),
         "video_bytes": video.stat().st_size,
@@ -133,8 +141,11 @@ def run(args: argparse.Namespace) -> int:
     frames = reader.frames(images=True)
     t0 = time.perf_counter()
     count = 0
-    bar = tqdm(
-        total=reader.frame_count, unit="frame", desc=f"{args.scheme} k={args.keyframe_interval}"
+    bar = tqdm(  # only on a terminal: logs of unattended runs stay free of progress bars
+        total=reader.frame_count,
+        unit="frame",
+        desc=f"{args.scheme} k={args.keyframe_interval}",
+        disable=None,
     )
     try:
         for res in _resumed(frames, engine, out, resume_from):
@@ -142,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
                 if res.index >= resume_from:
                     out.write_labels(res.index, res.labels)
                 if overlay is not None:
-                    overlay.write(blend(res.image, res.labels, palette))
+                    overlay.write(_even(blend(res.image, res.labels, palette)))
             count += 1
             bar.update(1)
             bar.set_postfix(fps=f"{count / (time.perf_counter() - t0):.1f}")
@@ -171,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
         "motion_reason": reader.motion_reason,
         "width": reader.width,
         "height": reader.height,
+        "rotation": reader.rotation,
         "device": args.device,
         "machine": platform.platform(),
         "torch": torch.__version__,
@@ -179,6 +191,12 @@ def run(args: argparse.Namespace) -> int:
     ended = " (the stream ended early: it is truncated or corrupt)" if reader.truncated else ""
     print(f"{count} frames in {wall:.1f} s ({summary['fps']} fps){ended}; output in {out.path}")
     return 0
+
+
+def _even(rgb: np.ndarray) -> np.ndarray:
+    """Odd sizes padded by one edge row/column: the overlay's yuv420p H.264 needs even ones."""
+    h, w = rgb.shape[:2]
+    return np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge") if (h | w) % 2 else rgb
 
 
 def _resumed(

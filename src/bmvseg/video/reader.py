@@ -59,7 +59,12 @@ _PROBE_PACKETS = 64
 _PICT = {1: "I", 2: "P", 3: "B"}
 # FFmpeg conceals damaged data silently; "explode" turns detected damage into an error, which
 # ends decoding there and marks the reader truncated (a corrupt stream is not silently patched).
-_DECODER_OPTIONS = {"err_detect": "crccheck+bitstream+buffer+explode"}
+# Largest frame accepted, in pixels (8192x8192, above 8K UHD).  A header claiming more is damaged
+# or hostile: it is refused before any frame buffer is allocated (FFmpeg's stream probing alone
+# allocated ~1.2 GB for a 16000x16000 claim), and the decoder refuses larger frames mid-stream.
+MAX_PIXELS = 8192 * 8192
+_LIMITS = {"max_pixels": str(MAX_PIXELS)}
+_DECODER_OPTIONS = {"err_detect": "crccheck+bitstream+buffer+explode", **_LIMITS}
 
 
 @dataclass
@@ -122,19 +127,31 @@ class VideoReader:
             # An exact count from the container's index (MP4), else an estimate from the duration.
             self._count_exact = bool(stream.frames)
             self.frame_count: int | None = int(stream.frames) or None
+            self._end_time: float | None = None  # where the stream ends (s), when estimated
             if self.frame_count is None:
                 if stream.duration and stream.time_base:
                     seconds = float(stream.duration * stream.time_base)
+                    start = float((stream.start_time or 0) * stream.time_base)
                 else:
                     seconds = (container.duration or 0) / av.time_base
+                    start = (container.start_time or 0) / av.time_base
                 self.frame_count = round(seconds * self.fps) or None
+                self._end_time = start + seconds if seconds > 0 else None
             if self.width <= 0 or self.height <= 0:
-                raise VideoError(f"{self.name}: video stream has no frame size")
+                raise VideoError(f"{self.name}: video stream has no valid frame size (bad header?)")
+            if self.width * self.height > MAX_PIXELS:
+                raise VideoError(
+                    f"{self.name}: header claims {self.width}x{self.height} frames, more than "
+                    f"the {MAX_PIXELS} pixels accepted (damaged or forged header?)"
+                )
             packets = container.demux(stream)
             probe = self._probe(packets)
             self.codec_info = self._codec_info(stream, probe)
             self.motion_source, self.motion_reason = self._decide(probe)
             self._pending = self._first_frames(container, stream, probe, packets)
+            # The container's display rotation, degrees counter-clockwise.  Frames are yielded as
+            # stored (motion vectors are in that orientation); callers report it.
+            self.rotation = round(getattr(self._pending[2][0], "rotation", 0) or 0) % 360
         except BaseException:
             container.close()
             raise
@@ -149,7 +166,7 @@ class VideoReader:
         if self._start_pos is not None:
             self.source.seek(self._start_pos)  # type: ignore[union-attr]
         try:
-            container = av.open(self.source, mode="r")
+            container = av.open(self.source, mode="r", options=_LIMITS)
         except FileNotFoundError as exc:
             raise VideoError(f"{self.name}: no such file") from exc
         except IsADirectoryError as exc:
@@ -159,7 +176,12 @@ class VideoReader:
                 f"{self.name}: not a readable video, or truncated/corrupt ({_reason(exc)})"
             ) from exc
         if not container.streams.video:
+            found = len(container.streams)
             container.close()
+            if not found:  # e.g. an MP4 whose index (moov) is missing or zeroed
+                raise VideoError(
+                    f"{self.name}: no streams found (a missing or damaged index, e.g. MP4 moov?)"
+                )
             raise VideoError(f"{self.name}: no video stream")
         return container
 
@@ -312,6 +334,11 @@ class VideoReader:
         index = 0
         try:
             for vf in self._decode(stream, first, buffered, packets, error):
+                if (vf.width, vf.height) != (self.width, self.height):
+                    raise VideoError(
+                        f"{self.name}: frame size changes from {self.width}x{self.height} to "
+                        f"{vf.width}x{vf.height} at frame {index}; split the video there"
+                    )
                 pict = _PICT.get(int(vf.pict_type), "?")
                 wanted = index >= start
                 motion: MotionField | None = None
@@ -347,7 +374,8 @@ class VideoReader:
                 if end is not None and index >= end:
                     break
             else:
-                self._check_count(index)
+                last = prev.pts * time_base if prev and prev.pts is not None and time_base else None
+                self._check_count(index, None if last is None else float(last))
         finally:
             if estimator is not None:
                 estimator.close()
@@ -389,10 +417,22 @@ class VideoReader:
         self.truncated = True
         log.info("%s: decoding stopped early (%s)", self.name, _reason(exc))
 
-    def _check_count(self, decoded: int) -> None:
-        """FFmpeg often just stops at a cut-off or garbled stream: compare with the container."""
+    def _check_count(self, decoded: int, last_time: float | None = None) -> None:
+        """FFmpeg often just stops at a cut-off or garbled stream: compare with the container.
+
+        Without an exact count, the last frame's time is compared with the container's duration
+        instead when both are known: a count estimated as duration x average rate is wrong for
+        variable frame rate, which must not read as truncated.
+        """
         expected = self.frame_count
         if expected is None or self.truncated:
+            return
+        if not self._count_exact and self._end_time is not None and last_time is not None:
+            if last_time + max(2.0 / self.fps, 0.02 * self._end_time) < self._end_time:
+                self._mark_truncated(
+                    f"decoding stopped at {last_time:.2f} s of the {self._end_time:.2f} s "
+                    "the container announces"
+                )
             return
         slack = 0 if self._count_exact else max(1, round(0.02 * expected))
         if decoded + slack < expected:
