@@ -12,8 +12,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", help="dataset root directory")
     p.add_argument("--split", default="test")
     p.add_argument("--model", default="enet_lite")
-    p.add_argument("--weights", default="default",
-                   help="'default' (shipped), a checkpoint path, or 'none'")
+    p.add_argument(
+        "--weights", default="default", help="'default' (shipped), a checkpoint path, or 'none'"
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", metavar="PATH", help="also write per-class IoU as JSON here")
     p.set_defaults(func=run)
@@ -36,6 +37,15 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         iou = [None if v != v else float(v) for v in cm.iou()]
         with open(args.json, "w") as fh:
-            json.dump({"class_names": list(model.class_names), "iou": iou, "miou": cm.miou(),
-                       "pixel_accuracy": cm.pixel_accuracy(), "split": args.split}, fh, indent=1)
+            json.dump(
+                {
+                    "class_names": list(model.class_names),
+                    "iou": iou,
+                    "miou": cm.miou(),
+                    "pixel_accuracy": cm.pixel_accuracy(),
+                    "split": args.split,
+                },
+                fh,
+                indent=1,
+            )
     return 0

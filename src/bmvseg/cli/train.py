@@ -27,18 +27,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", help="dataset root directory")
     p.add_argument("--model", default="enet_lite", help="model name (bmvseg.models.registry)")
     p.add_argument("-o", "--out", required=True, help="run directory (checkpoints, report)")
-    p.add_argument("--epochs", type=int, help="epochs (default 300; the time limit may end it sooner)")
+    p.add_argument(
+        "--epochs", type=int, help="epochs (default 300; the time limit may end it sooner)"
+    )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--crop", type=_pair, default=(256, 256), help="crop size N or HxW")
     p.add_argument("--scale", type=float, nargs=2, default=(0.5, 2.0), metavar=("MIN", "MAX"))
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=1e-2)
-    p.add_argument("--time-limit-min", type=float, help="stop (and end the LR schedule) after M min")
-    p.add_argument("--val-split", choices=("test", "trainslice"), default="test",
-                   help="held-out split for per-epoch mIoU (never CamVid val/)")
+    p.add_argument(
+        "--time-limit-min", type=float, help="stop (and end the LR schedule) after M min"
+    )
+    p.add_argument(
+        "--val-split",
+        choices=("test", "trainslice"),
+        default="test",
+        help="held-out split for per-epoch mIoU (never CamVid val/)",
+    )
     p.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs")
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: on a shared, busy CPU two OpenMP threads stall each other)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-train-images", type=int, help=argparse.SUPPRESS)
     p.add_argument("--max-val-images", type=int, help=argparse.SUPPRESS)
@@ -50,7 +63,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from bmvseg.training.train import TrainConfig, train
 
-    overrides = {k: v for k, v in (("epochs", args.epochs), ("time_limit_min", args.time_limit_min)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (("epochs", args.epochs), ("time_limit_min", args.time_limit_min))
+        if v is not None
+    }
     if args.epochs is None:
         args.epochs = 300
     if args.epochs <= 0 or args.batch_size <= 0 or args.lr <= 0:

@@ -52,7 +52,11 @@ _GROUPS: dict[str, list[tuple[str, tuple[int, int, int]]]] = {
         ("RoadShoulder", (128, 128, 192)),
     ],
     "tree": [("Tree", (128, 128, 0)), ("VegetationMisc", (192, 192, 0))],
-    "sign": [("SignSymbol", (192, 128, 128)), ("Misc_Text", (128, 128, 64)), ("TrafficLight", (0, 64, 64))],
+    "sign": [
+        ("SignSymbol", (192, 128, 128)),
+        ("Misc_Text", (128, 128, 64)),
+        ("TrafficLight", (0, 64, 64)),
+    ],
     "fence": [("Fence", (64, 64, 128))],
     "car": [
         ("Car", (64, 0, 128)),
@@ -61,7 +65,11 @@ _GROUPS: dict[str, list[tuple[str, tuple[int, int, int]]]] = {
         ("Train", (192, 64, 128)),
         ("OtherMoving", (128, 64, 64)),
     ],
-    "pedestrian": [("Pedestrian", (64, 64, 0)), ("Child", (192, 128, 64)), ("CartLuggagePram", (64, 0, 192))],
+    "pedestrian": [
+        ("Pedestrian", (64, 64, 0)),
+        ("Child", (192, 128, 64)),
+        ("CartLuggagePram", (64, 0, 192)),
+    ],
     "bicyclist": [("Bicyclist", (0, 128, 192)), ("MotorcycleScooter", (192, 0, 192))],
 }
 CAMVID32_TO_11: dict[tuple[int, int, int], int] = {
@@ -128,7 +136,9 @@ class CamVid(Dataset):
             self.layout = "segnet"
             self.images = sorted((self.root / split).glob("*.png"))
             self.labels = [self.root / f"{split}annot" / p.name for p in self.images]
-        elif (self.root / "701_StillsRaw_full").is_dir() and (self.root / "LabeledApproved_full").is_dir():
+        elif (self.root / "701_StillsRaw_full").is_dir() and (
+            self.root / "LabeledApproved_full"
+        ).is_dir():
             self.layout = "original"
             list_file = self.root / f"{split}.txt"
             if not list_file.is_file():
@@ -178,8 +188,12 @@ def video_run(root: str | Path) -> list[Path]:
     root = Path(root)
     list_file = root / VIDEO_RUN_FILE
     if not list_file.is_file():
-        raise BmvsegError(f"{list_file} not found: not the 11-class CamVid layout with the video run")
-    paths = [root / "val" / line.strip() for line in list_file.read_text().splitlines() if line.strip()]
+        raise BmvsegError(
+            f"{list_file} not found: not the 11-class CamVid layout with the video run"
+        )
+    paths = [
+        root / "val" / line.strip() for line in list_file.read_text().splitlines() if line.strip()
+    ]
     for p in paths:
         if not p.is_file():
             raise BmvsegError(f"video run frame missing: {p}")

@@ -71,7 +71,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) ->
         "palette": getattr(model, "palette", None),
     }
     full_meta.update(meta)
-    atomic_save({"format": FORMAT, "version": 1, "state_dict": state, "meta": _to_plain(full_meta)}, path)
+    atomic_save(
+        {"format": FORMAT, "version": 1, "state_dict": state, "meta": _to_plain(full_meta)}, path
+    )
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -112,9 +114,7 @@ def load_checkpoint(path: str | Path, model: nn.Module) -> dict[str, Any]:
         )
     arch = meta.get("architecture")
     if arch and arch != type(model).__name__:
-        raise CheckpointError(
-            f"{path} is for architecture {arch}, not {type(model).__name__}"
-        )
+        raise CheckpointError(f"{path} is for architecture {arch}, not {type(model).__name__}")
     src, dst = ckpt["state_dict"], model.state_dict()
     missing = [k for k in dst if k not in src]
     unexpected = [k for k in src if k not in dst]

@@ -95,7 +95,9 @@ class DownBottleneck(nn.Module):
             nn.Dropout2d(dropout),
         )
         self.main = nn.Sequential(
-            nn.MaxPool2d(2, ceil_mode=True), nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout)
+            nn.MaxPool2d(2, ceil_mode=True),
+            nn.Conv2d(cin, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
         )
         self.act = nn.PReLU(cout)
 
@@ -162,7 +164,9 @@ class ENetLite(SegmentationModel):
     def features(self, image: torch.Tensor) -> Features:
         s4 = self.stage1(self.initial(image))
         s8 = self.stage3(self.stage2(s4))
-        up = F.interpolate(self.up_proj(s8), size=s4.shape[-2:], mode="bilinear", align_corners=False)
+        up = F.interpolate(
+            self.up_proj(s8), size=s4.shape[-2:], mode="bilinear", align_corners=False
+        )
         return (self.decoder(self.up_act(up + s4)),)
 
     def task(self, feats: Features, out_size: tuple[int, int]) -> torch.Tensor:

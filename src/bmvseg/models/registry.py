@@ -8,7 +8,8 @@ returning a randomly initialised model (``num_classes=None`` = the builder's own
   to ``register(..., default_weights=...)``.  A model without shipped weights raises
   :class:`CheckpointError` rather than silently returning an untrained network.
 - ``None`` or ``"none"``: random initialisation.
-- anything else: a checkpoint path, loaded with :func:`load_checkpoint`.
+- anything else: a checkpoint path, loaded with :func:`load_checkpoint`; its class count is
+  used when ``num_classes`` is None.
 
 Builders that resolve weights themselves (torchvision's ``DEFAULT`` download) register with
 ``handles_weights=True`` and receive ``weights=`` as given.
@@ -27,7 +28,7 @@ import torch
 
 from bmvseg.errors import BmvsegError, CheckpointError
 from bmvseg.models.base import SegmentationModel
-from bmvseg.models.checkpoint import load_checkpoint
+from bmvseg.models.checkpoint import load_checkpoint, read_checkpoint
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
@@ -69,10 +70,12 @@ def _load_builtins() -> None:
     from bmvseg.models.enet import build_enet_lite
 
     register("enet_lite", build_enet_lite, overwrite=True)
+    # The same architecture trained on generated street scenes (the demo's model).
+    register("synthetic_demo", build_enet_lite, overwrite=True)
     import importlib
 
     # Optional modules of other parts of the package register their own builders on import.
-    for mod in ("bmvseg.models.torchvision_seg", "bmvseg.data.synthetic_model"):
+    for mod in ("bmvseg.models.torchvision_seg",):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:
@@ -108,6 +111,10 @@ def build_model(
     if name not in _REGISTRY:
         raise BmvsegError(f"unknown model {name!r}; available: {', '.join(available_models())}")
     entry = _REGISTRY[name]
+    if num_classes is None and weights is not None and not entry.handles_weights:
+        if not (isinstance(weights, str) and weights.lower() in ("default", "none")):
+            # a checkpoint path decides the class count when the caller does not
+            num_classes = read_checkpoint(weights).get("meta", {}).get("num_classes")
     if entry.handles_weights:
         model = entry.builder(num_classes=num_classes, weights=weights)
     else:

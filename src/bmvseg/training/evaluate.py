@@ -41,7 +41,7 @@ def evaluate_model(
 def iou_table(class_names: Iterable[str], cm: ConfusionMatrix) -> str:
     """Markdown table of per-class IoU (percent) and the mIoU / pixel accuracy lines."""
     rows = ["| class | IoU % |", "|---|---|"]
-    for name, v in zip(class_names, cm.iou()):
+    for name, v in zip(class_names, cm.iou(), strict=True):
         rows.append(f"| {name} | {'n/a' if np.isnan(v) else f'{100 * v:.1f}'} |")
     rows.append(f"| **mIoU** | **{100 * cm.miou():.1f}** |")
     rows.append(f"| pixel accuracy | {100 * cm.pixel_accuracy():.1f} |")

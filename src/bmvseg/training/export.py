@@ -1,0 +1,74 @@
+"""Export a training run's ``best.pt`` as shipped weights, with its evaluation in the metadata.
+
+``python -m bmvseg.training.export RUNDIR --root CAMVID [--dest PATH]`` evaluates ``best.pt`` on
+CamVid ``test/`` and on ``val/`` (the labelled video: for reporting only, never for selection),
+and writes an fp16 checkpoint (default ``bmvseg/weights/<model>.pt``) whose metadata carries the
+training command, time, and per-class IoU / mIoU on both splits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+from bmvseg.data.registry import get_dataset
+from bmvseg.errors import BmvsegError
+from bmvseg.models.checkpoint import read_checkpoint, save_checkpoint
+from bmvseg.models.registry import WEIGHTS_DIR, build_model
+from bmvseg.training.evaluate import evaluate_model, iou_table
+
+MAX_BYTES = 25 * 1024 * 1024
+
+
+def export_run(run_dir: str | Path, root: str | Path, dest: str | Path | None = None) -> dict:
+    """Evaluate ``run_dir/best.pt`` on test/ and val/ and write it to ``dest``; returns meta."""
+    best = Path(run_dir) / "best.pt"
+    meta = dict(read_checkpoint(best)["meta"])
+    name = meta.get("model_name", "enet_lite")
+    model = build_model(name, weights=best).to(memory_format=torch.channels_last)
+    results = {}
+    for split in ("test", "val"):
+        ds = get_dataset(meta.get("dataset", "camvid"), root, split)
+        cm = evaluate_model(model, (ds[i] for i in range(len(ds))), progress=True, total=len(ds))
+        results[split] = {
+            "images": len(ds),
+            "iou": [None if math.isnan(v) else float(v) for v in cm.iou()],
+            "miou": cm.miou(),
+            "pixel_accuracy": cm.pixel_accuracy(),
+        }
+        print(f"{name} on {split}/ ({len(ds)} images)\n{iou_table(model.class_names, cm)}\n")
+    history_path = Path(run_dir) / "history.json"
+    if history_path.is_file():
+        history = json.loads(history_path.read_text())
+        meta["epochs_run"] = len(history)
+        meta["training_time_s_total"] = history[-1]["elapsed_s"] if history else None
+    meta["evaluation"] = results
+    dest = Path(dest) if dest else WEIGHTS_DIR / f"{name}.pt"
+    save_checkpoint(dest, model, meta)
+    if dest.stat().st_size > MAX_BYTES:
+        raise BmvsegError(f"{dest} is {dest.stat().st_size} bytes, over the 25 MB limit")
+    print(f"wrote {dest} ({dest.stat().st_size / 1e6:.1f} MB)")
+    return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bmvseg.training.export", description=__doc__)
+    p.add_argument("run_dir")
+    p.add_argument("--root", required=True, help="CamVid root (with test/ and val/)")
+    p.add_argument("--dest", help="output file (default: the package's weights/<model>.pt)")
+    args = p.parse_args(argv)
+    try:
+        export_run(args.run_dir, args.root, args.dest)
+    except BmvsegError as exc:
+        print(f"export: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
