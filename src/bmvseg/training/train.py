@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from bmvseg.data.classes import IGNORE_INDEX
@@ -67,17 +67,36 @@ class TrainConfig:
 
 
 class _Augmented(Dataset):
-    """Cached items + augmentation with a per-(epoch, index) RNG: identical after a resume."""
+    """Cached items + augmentation with a per-(epoch, index) RNG: identical after a resume.
+
+    Indices are ``epoch * len(items) + i`` (see :class:`_EpochSampler`), so workers can stay
+    alive across epochs (re-forking a process holding the cached dataset cost ~15 s per epoch).
+    """
 
     def __init__(self, items: list, aug: TrainAugment, seed: int) -> None:
-        self.items, self.aug, self.seed, self.epoch = items, aug, seed, 0
+        self.items, self.aug, self.seed = items, aug, seed
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int):
-        rng = np.random.default_rng((self.seed, self.epoch, i))
+    def __getitem__(self, index: int):
+        epoch, i = divmod(index, len(self.items))
+        rng = np.random.default_rng((self.seed, epoch, i))
         return self.aug(*self.items[i], rng)
+
+
+class _EpochSampler(Sampler[int]):
+    """A fresh permutation per epoch, seeded by (seed, epoch), yielding ``epoch * n + i``."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        perm = np.random.default_rng((self.seed, 1, self.epoch)).permutation(self.n)
+        return iter((self.epoch * self.n + perm).tolist())
 
 
 def _worker_init(_: int) -> None:
@@ -186,16 +205,17 @@ def train(
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
 
     aug_ds = _Augmented(train_items, TrainAugment(crop=cfg.crop, scale=cfg.scale), cfg.seed)
+    sampler = _EpochSampler(len(aug_ds), cfg.seed)
     loader = DataLoader(
         aug_ds,
         batch_size=cfg.batch_size,
-        shuffle=True,
+        sampler=sampler,
         drop_last=len(aug_ds) >= cfg.batch_size,
         num_workers=cfg.workers,
         collate_fn=to_tensors,
         worker_init_fn=_worker_init,
-        persistent_workers=False,
-        generator=torch.Generator().manual_seed(cfg.seed),
+        persistent_workers=cfg.workers > 0,
+        generator=torch.Generator(),  # worker seeds; keeps the global RNG (dropout) untouched
     )
     iters_per_epoch = len(loader)
     total_iters = cfg.epochs * iters_per_epoch
@@ -208,7 +228,6 @@ def train(
         torch.set_rng_state(state["torch_rng"])
         epoch, it, elapsed = state["epoch"], state["iteration"], state["elapsed"]
         best, history = state["best_miou"], state["history"]
-        loader.generator.manual_seed(cfg.seed + epoch)
 
     meta_base = {
         "model_name": cfg.model,
@@ -226,8 +245,7 @@ def train(
         if limit_s and elapsed + (np.median(epoch_times) if epoch_times else 0) > limit_s:
             break
         t0 = time.monotonic()
-        aug_ds.epoch = epoch
-        loader.generator.manual_seed(cfg.seed + epoch)
+        sampler.epoch = epoch
         model.train()
         losses = []
         bar = tqdm(
