@@ -26,6 +26,8 @@ from bmvseg.errors import BmvsegError
 from bmvseg.video.reader import read_motion
 
 H, W, T = 120, 160, 12
+# the encoded clip is larger: at 160x120 most true motions are under a pixel
+EH, EW, ET = 240, 320, 10
 CLS = {n: i for i, n in enumerate(CAMVID_CLASSES)}
 
 
@@ -36,7 +38,7 @@ def clip_arrays():
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
-    clip = render_clip(seed=5, height=H, width=W, frames=T)
+    clip = render_clip(seed=5, height=EH, width=EW, frames=ET)
     video = write_clip(clip, tmp_path_factory.mktemp("clip"))
     return clip, video
 
@@ -60,7 +62,7 @@ def test_same_seed_same_frames_other_seed_other_street():
     assert np.array_equal(fa.flow, fb.flow)
     assert not np.array_equal(fa.labels, fc.labels)
     # random access gives the frame that streaming gives
-    streamed = [f for f in a if f.index == 7][0]
+    streamed = next(f for f in a if f.index == 7)
     assert np.array_equal(streamed.rgb, fa.rgb) and np.array_equal(streamed.flow, fa.flow)
 
 
@@ -154,16 +156,16 @@ def test_codec_vectors_agree_with_the_exact_flow(written):
     assert info["motion_source"] == "native" and picts[0] == "I" and set(picts[1:]) == {"P"}
     b = info["block"]
     hb, wb = mv.shape[1:3]
-    rgb = [f for f in av.open(str(video)).decode(video=0)]
+    with av.open(str(video)) as container:
+        grey_frames = [f.to_ndarray(format="gray") for f in container.decode(video=0)]
     errors, moves = [], []
-    for t in range(1, T):
-        f = np.pad(
-            gt.flow[t].astype(np.float32), ((0, hb * b - H), (0, wb * b - W), (0, 0)), "edge"
-        )
+    for t in range(1, ET):
+        f = np.pad(gt.flow[t], ((0, hb * b - EH), (0, wb * b - EW), (0, 0)), "edge")
         blocks = f.reshape(hb, b, wb, b, 2)
         mean, spread = blocks.mean((1, 3)), blocks.std((1, 3)).max(-1)
-        grey = np.pad(rgb[t].to_ndarray(format="gray").astype(np.float32),
-                      ((0, hb * b - H), (0, wb * b - W)), "edge")  # fmt: skip
+        grey = np.pad(
+            grey_frames[t].astype(np.float32), ((0, hb * b - EH), (0, wb * b - EW)), "edge"
+        )
         texture = grey.reshape(hb, b, wb, b).std((1, 3))
         ok = valid[t] & (spread < 0.5) & (texture > 4)  # one motion, something to match
         errors.append(np.linalg.norm(mv[t] - mean, axis=-1)[ok])
@@ -171,7 +173,7 @@ def test_codec_vectors_agree_with_the_exact_flow(written):
     err, move = np.concatenate(errors), np.concatenate(moves)
     assert err.size > 100
     assert np.median(err) <= 1.0
-    assert np.median(move) > 2 * np.median(err)  # it is not agreement on standing still
+    assert np.median(move) > 3 * np.median(err)  # it is not agreement on standing still
 
 
 def test_written_clip_has_video_labels_flow_and_meta(written):
@@ -179,21 +181,22 @@ def test_written_clip_has_video_labels_flow_and_meta(written):
     d = video.parent
     assert {p.name for p in d.iterdir()} >= {"video.mp4", "labels.npz", "flow.npz", "meta.json"}
     meta = json.loads((d / "meta.json").read_text())
-    assert meta["seed"] == 5 and (meta["height"], meta["width"], meta["frames"]) == (H, W, T)
+    assert meta["seed"] == 5 and (meta["height"], meta["width"], meta["frames"]) == (EH, EW, ET)
     assert meta["class_names"] == list(CAMVID_CLASSES)
     assert meta["palette"] == CAMVID_PALETTE.tolist()
-    assert meta["encoder"]["codec"] == "libx264" and meta["encoder"]["frames"] == T
+    assert meta["encoder"]["codec"] == "libx264" and meta["encoder"]["frames"] == ET
     assert meta["encoder"]["options"]["bframes"] == "0"
     gt = read_clip(d)
-    assert gt.labels.shape == (T, H, W) and gt.labels.dtype == np.uint8
-    assert gt.flow.shape == (T, H, W, 2)
-    f = clip.frame(T - 1)
-    assert np.array_equal(gt.labels[T - 1], f.labels)
+    assert gt.labels.shape == (ET, EH, EW) and gt.labels.dtype == np.uint8
+    assert gt.flow.shape == (ET, EH, EW, 2)
+    f = clip.frame(ET - 1)
+    assert np.array_equal(gt.labels[ET - 1], f.labels)
     assert gt.flow.dtype == np.float32
-    assert np.abs(gt.flow[T - 1] - f.flow).max() <= 1 / 32 + 1e-6  # stored in 1/16 px
-    decoded = [fr.to_ndarray(format="rgb24") for fr in av.open(str(video)).decode(video=0)]
-    assert len(decoded) == T and decoded[0].shape == (H, W, 3)
-    mse = np.mean((decoded[T - 1].astype(np.float32) - f.rgb.astype(np.float32)) ** 2)
+    assert np.abs(gt.flow[ET - 1] - f.flow).max() <= 1 / 32 + 1e-6  # stored in 1/16 px
+    with av.open(str(video)) as container:
+        decoded = [fr.to_ndarray(format="rgb24") for fr in container.decode(video=0)]
+    assert len(decoded) == ET and decoded[0].shape == (EH, EW, 3)
+    mse = np.mean((decoded[ET - 1].astype(np.float32) - f.rgb.astype(np.float32)) ** 2)
     assert 10 * np.log10(255**2 / mse) > 28  # the video is the rendered frames
 
 

@@ -190,12 +190,9 @@ class Renderer:
         """
         box, area = box[idx], area[idx]
         n = self.q_normal[idx]
-        tex = [self.scene.texture(k) for k in self.q_tex[idx]]
-        tw = np.array([t.width for t in tex], np.float64)
-        th = np.array([t.height for t in tex], np.float64)
         u, v = self.q_u[idx], self.q_v[idx]
-        ax = u / (u * u).sum(1, keepdims=True) * tw[:, None]
-        ay = v / (v * v).sum(1, keepdims=True) * th[:, None]
+        ax = u / (u * u).sum(1, keepdims=True)  # world -> fraction of the quad's width / height
+        ay = v / (v * v).sum(1, keepdims=True)
         rel = C - origin[idx]
         ln, la, lb = (
             (n @ M).astype(np.float32),
@@ -217,13 +214,19 @@ class Renderer:
         q, yy, xx, px, py, nd, s = (a[keep] for a in (q, yy, xx, px, py, nd, s))
         tu = ka[q] + s * (la[q, 0] * px + la[q, 1] * py + la[q, 2])
         tv = kb[q] + s * (lb[q, 0] * px + lb[q, 1] * py + lb[q, 2])
-        keep = (tu >= 0) & (tu < tw[q]) & (tv >= 0) & (tv < th[q])
+        keep = (tu >= 0) & (tu < 1) & (tv >= 0) & (tv < 1)
         q, yy, xx, nd, s, tu, tv = (a[keep] for a in (q, yy, xx, nd, s, tu, tv))
         cls = np.empty(q.size, np.uint8)
+        tw = np.zeros(len(idx), np.float32)
+        th = np.zeros(len(idx), np.float32)
         bounds = np.searchsorted(q, np.arange(len(idx) + 1))  # q is sorted
-        for j in np.nonzero(np.diff(bounds))[0]:
+        for j in np.nonzero(np.diff(bounds))[0]:  # textures of quads with something in view
             a, b = bounds[j], bounds[j + 1]
-            cls[a:b] = tex[j].classes[tv[a:b].astype(np.int32), tu[a:b].astype(np.int32)]
+            tex = self.scene.texture(self.q_tex[idx[j]])
+            tw[j], th[j] = tex.width, tex.height
+            tu[a:b] = np.minimum(tu[a:b] * tw[j], tw[j] - np.float32(1e-3))
+            tv[a:b] = np.minimum(tv[a:b] * th[j], th[j] - np.float32(1e-3))
+            cls[a:b] = tex.classes[tv[a:b].astype(np.int32), tu[a:b].astype(np.int32)]
         keep = cls != tx.CLEAR
         q, yy, xx, nd, s, tu, tv, cls = (a[keep] for a in (q, yy, xx, nd, s, tu, tv, cls))
         if not q.size:
@@ -269,7 +272,6 @@ class Renderer:
         """
         n = self.q_normal[i]
         u, v = self.q_u[i], self.q_v[i]
-        tex = self.scene.texture(self.q_tex[i])
         ys, xs = win
         px = self.px[0, xs][None, :]
         py = self.py[ys, 0][:, None]
@@ -285,8 +287,7 @@ class Renderer:
         s, nd = s[rows, cols], nd[rows, cols]
         yy, xx = rows + ys.start, cols + xs.start
         pxs, pys = self.px[0, xx], self.py[yy, 0]
-        ax = u / (u @ u) * tex.width
-        ay = v / (v @ v) * tex.height
+        ax, ay = u / (u @ u), v / (v @ v)  # world -> fraction of the quad's width / height
         la, lb = ax @ M, ay @ M
         tu = np.float32((C - org) @ ax) + s * (
             np.float32(la[0]) * pxs + np.float32(la[1]) * pys + np.float32(la[2])
@@ -294,9 +295,14 @@ class Renderer:
         tv = np.float32((C - org) @ ay) + s * (
             np.float32(lb[0]) * pxs + np.float32(lb[1]) * pys + np.float32(lb[2])
         )
-        inside = (tu >= 0) & (tu < tex.width) & (tv >= 0) & (tv < tex.height)
+        inside = (tu >= 0) & (tu < 1) & (tv >= 0) & (tv < 1)
         if not inside.all():
             yy, xx, s, nd, tu, tv = (a[inside] for a in (yy, xx, s, nd, tu, tv))
+        if not yy.size:
+            return
+        tex = self.scene.texture(self.q_tex[i])  # made only once something of it is in view
+        tu = np.minimum(tu * np.float32(tex.width), np.float32(tex.width - 1e-3))
+        tv = np.minimum(tv * np.float32(tex.height), np.float32(tex.height - 1e-3))
         cls = tex.classes[tv.astype(np.int32), tu.astype(np.int32)]
         solid = cls != tx.CLEAR
         if not solid.all():
