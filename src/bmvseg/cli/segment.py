@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import platform
 import time
 from collections.abc import Iterator
@@ -114,21 +116,18 @@ def run(args: argparse.Namespace) -> int:
         "flow_preset": args.flow_preset,
         "motion": args.motion,
     }
+    # Everything that can refuse the run comes before the output directory is touched: a bad
+    # checkpoint or a different run must not cost an existing output its files.
+    timer = StageTimer()
+    engine = load_engine(args, args.scheme, args.keyframe_interval, args.fusion, timer)
+    if args.resume:
+        _check_same_run(Path(args.output), identity)
     out = RunDir(args.output, resume=args.resume, overwrite=args.overwrite)
     resume_from = 0
     if args.resume:
-        previous = out.read_json("run.json")
-        if previous is not None and previous != identity:
-            changed = sorted(k for k in identity if previous.get(k) != identity[k])
-            raise BmvsegError(
-                f"{out.path} holds a different run ({', '.join(changed)} differ); "
-                "use --overwrite or another directory"
-            )
         done = out.done_prefix()
         resume_from = done - done % args.keyframe_interval
     out.write_json("run.json", identity)
-    timer = StageTimer()
-    engine = load_engine(args, args.scheme, args.keyframe_interval, args.fusion, timer)
     palette = engine.model.palette
     overlay = None
     overlay_final = out.path / "overlay.mp4"
@@ -165,8 +164,9 @@ def run(args: argparse.Namespace) -> int:
         raise BmvsegError(f"cannot write to {out.path}: {exc.strerror or exc}") from exc
     finally:
         bar.close()
-        if overlay is not None:
-            overlay.close()
+        if overlay is not None:  # failing already: that error, not the flush's, is reported
+            with contextlib.suppress(Exception):
+                overlay.close()
             overlay_tmp.unlink(missing_ok=True)
     wall = time.perf_counter() - t0
     summary = {
@@ -191,6 +191,20 @@ def run(args: argparse.Namespace) -> int:
     ended = " (the stream ended early: it is truncated or corrupt)" if reader.truncated else ""
     print(f"{count} frames in {wall:.1f} s ({summary['fps']} fps){ended}; output in {out.path}")
     return 0
+
+
+def _check_same_run(path: Path, identity: dict) -> None:
+    """``--resume`` continues only the run ``path/run.json`` describes."""
+    try:
+        previous = json.loads((path / "run.json").read_text())
+    except (OSError, ValueError):
+        return
+    if previous != identity:
+        changed = sorted(k for k in identity if previous.get(k) != identity[k])
+        raise BmvsegError(
+            f"{path} holds a different run ({', '.join(changed)} differ); "
+            "use --overwrite or another directory"
+        )
 
 
 def _even(rgb: np.ndarray) -> np.ndarray:

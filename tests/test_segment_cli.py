@@ -1,0 +1,223 @@
+"""``bmvseg segment``'s output is never half-true: killed runs resume to the same result,
+existing output is not silently replaced, and write failures end with one clear line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from bmvseg.cli.main import main
+from bmvseg.data.textures import moving_texture_clip
+from bmvseg.models.checkpoint import save_checkpoint
+from bmvseg.models.enet import build_enet_lite
+from bmvseg.video.encode import X264_ONE_REF, encode_video
+
+H, W = 96, 128
+K = 5
+
+
+def _one_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    """Fixed random weights: separate processes must segment identically."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "enet_lite.pt"
+    save_checkpoint(path, build_enet_lite(), {})
+    return path
+
+
+def _video(path: Path, frames: int) -> Path:
+    encode_video(
+        moving_texture_clip("object", H, W, frames, seed=5, speed=1.5)[0],
+        path,
+        options=X264_ONE_REF,
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def short(tmp_path_factory) -> Path:
+    return _video(tmp_path_factory.mktemp("v") / "short.mp4", 8)
+
+
+def _argv(video: Path, out: Path, weights: Path | str, *extra: str) -> list[str]:
+    return ["segment", str(video), "-o", str(out), "--weights", str(weights), "-k", str(K), *extra]
+
+
+def _cli(*args: str, timeout: float = 120) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread: fast on a shared machine
+    return subprocess.Popen(
+        [sys.executable, "-m", "bmvseg.cli.main", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def _labels(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((out / "labels").iterdir())}
+
+
+def test_resume_after_sigkill_gives_the_uninterrupted_output(tmp_path, weights):
+    n = 150  # long enough to be caught mid-run even on a fast machine (polled every 2 ms)
+    video = _video(tmp_path / "long.mp4", n)
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    rc, _, err = _finish(_cli(*_argv(video, ref, weights, "--no-overlay")))
+    assert rc == 0, err
+
+    proc = _cli(*_argv(video, out, weights))
+    labels = out / "labels"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if labels.is_dir() and sum(not f.startswith(".") for f in os.listdir(labels)) >= n // 3:
+            break
+        time.sleep(0.002)
+    assert proc.poll() is None, "the run ended before it could be killed: use a longer clip"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    done = sorted(p.name for p in labels.iterdir() if not p.name.startswith("."))
+    assert n // 3 <= len(done) < n and not (out / "summary.json").exists()
+    assert done == [f"{i:06d}.png" for i in range(len(done))]  # a prefix, each file whole
+
+    rc, stdout, err = _finish(_cli(*_argv(video, out, weights, "--resume")))
+    assert rc == 0, err
+    assert _labels(out) == _labels(ref)  # same names, byte-identical PNGs
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is True and summary["frames"] == n
+    assert summary["resumed_from"] > 0 and summary["resumed_from"] % K == 0
+    assert not list(out.rglob(".partial-*"))
+    import av
+
+    with av.open(str(out / "overlay.mp4")) as ov:  # the overlay covers the whole video again
+        assert ov.streams.video[0].frames == n
+
+
+def test_existing_output_is_refused_then_replaced_only_when_asked(tmp_path, short, weights, capsys):
+    out = tmp_path / "out"
+    assert main(_argv(short, out, weights, "--no-overlay")) == 0
+    before = _labels(out)
+    summary = (out / "summary.json").read_bytes()
+    capsys.readouterr()
+
+    assert main(_argv(short, out, weights, "--no-overlay")) != 0
+    line = _one_line(capsys.readouterr().err)
+    assert "--resume" in line and "--overwrite" in line and str(out) in line
+    assert _labels(out) == before and (out / "summary.json").read_bytes() == summary
+
+    # --resume of another run (other interval) is refused and leaves that run's files alone
+    assert main([*_argv(short, out, weights, "--no-overlay"), "-k", "3", "--resume"]) != 0
+    line = _one_line(capsys.readouterr().err)
+    assert "different run" in line and "interval" in line
+    assert _labels(out) == before and (out / "summary.json").read_bytes() == summary
+
+    # a refused start (bad weights) with --overwrite does not cost the old output anything
+    assert main(_argv(short, out, tmp_path / "missing.pt", "--overwrite")) != 0
+    assert "missing.pt" in _one_line(capsys.readouterr().err)
+    assert _labels(out) == before and (out / "summary.json").read_bytes() == summary
+
+    (out / "labels" / "stale.txt").write_text("from an older run")
+    assert main(_argv(short, out, weights, "--no-overlay", "--overwrite")) == 0
+    assert _labels(out) == before  # the stale file is gone, the labels are the same
+    assert json.loads((out / "summary.json").read_text())["complete"] is True
+
+
+def test_output_path_that_cannot_be_a_directory(tmp_path, short, weights, capsys):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    for target in (blocker, blocker / "out"):
+        assert main(_argv(short, target, weights)) != 0
+        line = _one_line(capsys.readouterr().err)
+        assert line.startswith("bmvseg segment: error:") and str(blocker) in line, line
+    assert blocker.read_text() == "x"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_read_only_output_directory(tmp_path, short, weights, capsys):
+    parent = tmp_path / "ro"
+    parent.mkdir()
+    parent.chmod(0o555)
+    try:
+        assert main(_argv(short, parent / "out", weights)) != 0
+        line = _one_line(capsys.readouterr().err)
+        assert "Permission denied" in line and str(parent) in line
+    finally:
+        parent.chmod(0o755)
+
+
+@pytest.fixture
+def tiny_fs(tmp_path) -> Path:
+    """A 256 KiB tmpfs (needs root and mount rights, as in a privileged CI container)."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    try:
+        res = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"cannot mount a tmpfs to fill: {exc}")
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs to fill: {res.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False, timeout=30)
+
+
+@pytest.mark.parametrize("overlay", [False, True])
+def test_disk_full_ends_with_one_line_and_no_summary(tiny_fs, tmp_path, weights, overlay, capsys):
+    video = _video(tmp_path / "v.mp4", 24)
+    (tiny_fs / "filler").write_bytes(b"\0" * (256 - 24) * 1024)  # leave ~24 KiB
+    out = tiny_fs / "out"
+    extra = () if overlay else ("--no-overlay",)
+    assert main(_argv(video, out, weights, *extra)) != 0
+    line = _one_line(capsys.readouterr().err)
+    assert "No space left on device" in line and str(out) in line, line
+    assert not (out / "summary.json").exists()
+    assert not list(out.rglob(".partial-*"))  # no torn file under a temporary name either
+
+
+def test_malicious_checkpoint_is_refused_in_one_line_and_not_run(tmp_path, short):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"state_dict": Evil()}, evil)
+    rc, _, err = _finish(_cli(*_argv(short, tmp_path / "out", evil)))
+    assert rc != 0
+    line = _one_line(err)
+    assert "evil.pt" in line and "refusing" in line, line
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_unreadable_checkpoint_is_one_line(tmp_path, short, capsys):
+    garbage = tmp_path / "noise.pt"
+    garbage.write_bytes(os.urandom(4096))
+    assert main(_argv(short, tmp_path / "out", garbage)) != 0
+    line = _one_line(capsys.readouterr().err)
+    assert "noise.pt" in line and "checkpoint" in line, line
+    assert not (tmp_path / "out").exists()
