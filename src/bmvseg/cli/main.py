@@ -14,7 +14,7 @@ import sys
 from bmvseg.errors import BmvsegError
 
 # Subcommand modules, in the order ``bmvseg --help`` lists them.
-COMMANDS = ("motion", "train", "evaluate", "segment", "benchmark")
+COMMANDS = ("demo", "motion", "train", "evaluate", "segment", "benchmark")
 
 
 def build_parser() -> argparse.ArgumentParser:
