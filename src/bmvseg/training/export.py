@@ -31,7 +31,7 @@ def export_run(run_dir: str | Path, root: str | Path, dest: str | Path | None = 
     meta = dict(read_checkpoint(best)["meta"])
     name = meta.get("model_name", "enet_lite")
     model = build_model(name, weights=best).to(memory_format=torch.channels_last)
-    results = {}
+    results, tables = {}, []
     for split in ("test", "val"):
         ds = get_dataset(meta.get("dataset", "camvid"), root, split)
         cm = evaluate_model(model, (ds[i] for i in range(len(ds))), progress=True, total=len(ds))
@@ -41,7 +41,8 @@ def export_run(run_dir: str | Path, root: str | Path, dest: str | Path | None = 
             "miou": cm.miou(),
             "pixel_accuracy": cm.pixel_accuracy(),
         }
-        print(f"{name} on {split}/ ({len(ds)} images)\n{iou_table(model.class_names, cm)}\n")
+        tables.append(f"### {split}/ ({len(ds)} images)\n\n{iou_table(model.class_names, cm)}\n")
+        print(tables[-1])
     history_path = Path(run_dir) / "history.json"
     if history_path.is_file():
         history = json.loads(history_path.read_text())
@@ -53,6 +54,11 @@ def export_run(run_dir: str | Path, root: str | Path, dest: str | Path | None = 
     if dest.stat().st_size > MAX_BYTES:
         raise BmvsegError(f"{dest} is {dest.stat().st_size} bytes, over the 25 MB limit")
     print(f"wrote {dest} ({dest.stat().st_size / 1e6:.1f} MB)")
+    minutes = (meta.get("training_time_s_total") or 0) / 60
+    (Path(run_dir) / "export.md").write_text(
+        f"Command: `{meta.get('command')}`\n\nBest epoch {meta.get('epoch')} of "
+        f"{meta.get('epochs_run')}, {minutes:.1f} min of training.\n\n" + "\n".join(tables)
+    )
     return meta
 
 
