@@ -14,7 +14,7 @@ import sys
 from bmvseg.errors import BmvsegError
 
 # Subcommand modules, in the order ``bmvseg --help`` lists them.
-COMMANDS = ("demo", "motion", "train", "evaluate", "segment", "benchmark")
+COMMANDS = ("demo", "motion", "train", "evaluate", "segment", "benchmark", "train-fusion")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        importlib.import_module(f"bmvseg.cli.{name}").register(sub)
+        importlib.import_module(f"bmvseg.cli.{name.replace('-', '_')}").register(sub)
     return parser
 
 
