@@ -53,8 +53,8 @@ def main() -> None:
             for name in args.models.split(","):
                 weights = "default" if default_weights_path(name) else None
                 model = build_model(name, weights=weights).to(memory_format=torch.channels_last)
-                base, runs = sweep(model, video, VARIANTS, intervals, conv=None,
-                                   flow_preset="fast", accumulate=False, max_frames=None)  # fmt: skip
+                kw = {"conv": None, "flow_preset": "fast", "accumulate": False, "max_frames": None}
+                base, runs = sweep(model, video, VARIANTS, intervals, **kw)
                 report(name, size, base, runs)
 
 
