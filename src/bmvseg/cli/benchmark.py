@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise BmvsegError(f"cannot create {out}: {exc.strerror}") from None
     sweep = AccuracySweep(model, variants, intervals, conv=conv, flow_preset=args.flow_preset,
-                          accumulate=args.accumulate)  # fmt: skip
+                          accumulate=args.accumulate, label_stride=args.label_stride)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bmvseg-bench-") as tmp:
         clips = list(_clips(args, Path(tmp)))
         for clip in clips:
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         if sweep.frames_scored == 0:
             raise BmvsegError("no labelled frames to score")
         kw = dict(conv=conv, flow_preset=args.flow_preset, accumulate=args.accumulate,
-                  max_frames=max_frames)  # fmt: skip
+                  max_frames=max_frames, label_stride=args.label_stride)  # fmt: skip
         speed_video = clips[0].video
         if args.no_throughput:
             base, runs = [], []

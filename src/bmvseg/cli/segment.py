@@ -48,6 +48,13 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="compose motion and warp once per frame instead of chaining warps",
     )
+    p.add_argument(
+        "--label-stride",
+        type=int,
+        default=1,
+        metavar="R",
+        help="arg-max at 1/R resolution, labels upsampled by nearest (default 1: full size)",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -86,6 +93,7 @@ def load_engine(
         fusion=fusion,
         accumulate=args.accumulate,
         flow_preset=args.flow_preset,
+        label_stride=args.label_stride,
     )
     return Engine(model, cfg, conv, timer)
 
@@ -114,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         "fusion": args.fusion,
         "accumulate": args.accumulate,
         "flow_preset": args.flow_preset,
+        "label_stride": args.label_stride,
         "motion": args.motion,
     }
     # Everything that can refuse the run comes before the output directory is touched: a bad

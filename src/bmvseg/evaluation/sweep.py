@@ -24,7 +24,7 @@ from tqdm import tqdm
 from bmvseg.evaluation.clips import EvalClip
 from bmvseg.evaluation.metrics import ConfusionMatrix
 from bmvseg.models.base import Features, SegmentationModel
-from bmvseg.schemes.engine import DIS_PRESETS
+from bmvseg.schemes.engine import DIS_PRESETS, logits_to_labels, task_logits
 from bmvseg.schemes.fusion import ConvFusion, fuse
 from bmvseg.schemes.propagation import Chain, dense_flows, field_flows, reverse, warp_features
 from bmvseg.video.reader import VideoReader
@@ -56,12 +56,14 @@ class AccuracySweep:
         flow_preset: str = "fast",
         accumulate: bool = False,
         example_interval: int = 7,
+        label_stride: int = 1,
     ) -> None:
         self.model = model
         self.variants = list(variants)
         self.intervals = sorted(set(intervals))
         self.conv = conv
         self.accumulate = accumulate
+        self.label_stride = label_stride
         self.dis = cv2.DISOpticalFlow_create(DIS_PRESETS[flow_preset])
         k = model.num_classes
         self.cms: dict[Key, ConfusionMatrix] = defaultdict(lambda: ConfusionMatrix(k))
@@ -75,7 +77,7 @@ class AccuracySweep:
 
     # -- helpers -------------------------------------------------------------------------------
     def _labels(self, feats: Features, hw: tuple[int, int]) -> np.ndarray:
-        return self.model.task(feats, hw)[0].argmax(0).to(torch.uint8).cpu().numpy()
+        return logits_to_labels(task_logits(self.model, feats, hw, self.label_stride), hw)
 
     def _wants(self, scheme: str) -> list[Variant]:
         return [v for v in self.variants if v.scheme == scheme]

@@ -36,10 +36,12 @@ class Throughput:
 
 
 def measure(model: SegmentationModel, video, v: Variant, n: int, *, conv: ConvFusion | None,
-            flow_preset: str, accumulate: bool, max_frames: int | None) -> Throughput:  # fmt: skip
+            flow_preset: str, accumulate: bool, max_frames: int | None,
+            label_stride: int = 1) -> Throughput:  # fmt: skip
     """One timed pass of the engine over ``video`` (labels computed and dropped)."""
     cfg = EngineConfig(scheme=v.scheme, interval=n, fusion=v.fusion or "avg",
-                       accumulate=accumulate, flow_preset=flow_preset)  # fmt: skip
+                       accumulate=accumulate, flow_preset=flow_preset,
+                       label_stride=label_stride)  # fmt: skip
     timer = StageTimer()
     engine = Engine(model, cfg, conv, timer)
     t0 = time.perf_counter()

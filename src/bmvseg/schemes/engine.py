@@ -91,6 +91,26 @@ class EngineConfig:
             raise BmvsegError(f"label stride must be >= 1, got {self.label_stride}")
 
 
+def task_logits(
+    model: SegmentationModel, feats: Features, hw: tuple[int, int], label_stride: int = 1
+) -> torch.Tensor:
+    """The task network's logits at ``1/label_stride`` of the image size (1 = full size)."""
+    h, w = hw
+    return model.task(feats, (-(-h // label_stride), -(-w // label_stride)))
+
+
+def logits_to_labels(logits: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
+    """Arg-max class ids as uint8, brought to ``hw`` by nearest neighbour if smaller.
+
+    Full-size bilinear logits then arg-max is the accurate order; ``label_stride`` > 1 trades a
+    little boundary accuracy for a several times cheaper upsample + arg-max on small models.
+    """
+    labels = logits[0].argmax(0).to(torch.uint8).cpu().numpy()
+    if labels.shape != hw:
+        labels = cv2.resize(labels, (hw[1], hw[0]), interpolation=cv2.INTER_NEAREST)
+    return labels
+
+
 class Engine:
     """Runs one scheme over a stream of decoded frames; see the module docstring."""
 
@@ -119,13 +139,10 @@ class Engine:
 
     def result(self, frame: Frame, feats: Features, keyframe: bool, offset: int) -> FrameResult:
         h, w = frame.image.shape[:2]
-        r = self.cfg.label_stride
         with self.timer("task"):
-            logits = self.model.task(feats, (-(-h // r), -(-w // r)))
+            logits = task_logits(self.model, feats, (h, w), self.cfg.label_stride)
         with self.timer("argmax"):
-            labels = logits[0].argmax(0).to(torch.uint8).cpu().numpy()
-            if r > 1:
-                labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+            labels = logits_to_labels(logits, (h, w))
         return FrameResult(
             index=frame.index,
             time=frame.time,
