@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bmvseg.cli.main import main
@@ -73,3 +74,40 @@ def test_bad_arguments_are_one_line_errors(tmp_path: Path, capsys) -> None:
     assert main(["benchmark", "--dataset", "camvid", "-o", str(tmp_path)]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert all(line.startswith("bmvseg benchmark: error:") for line in err)
+
+
+def test_cityscapes_sequence_layout(tmp_path: Path) -> None:
+    """leftImg8bit_sequence + gtFine: each snippet's 20th frame is scored around its keyframes."""
+    from PIL import Image
+
+    from bmvseg.models.checkpoint import save_checkpoint
+    from bmvseg.models.enet import build_enet_lite
+
+    root, split = tmp_path / "cs", "val"
+    snippets = [("aachen", "000001", 19), ("bremen", "000007", 119)]
+    for i, (city, seq, labelled) in enumerate(snippets):
+        frames, _ = moving_texture_clip("translate", 64, 96, 30, seed=i, speed=1.5)
+        for j, rgb in enumerate(frames):
+            name = f"{city}_{seq}_{labelled - 19 + j:06d}_leftImg8bit.png"
+            path = root / "leftImg8bit_sequence" / split / city / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rgb).save(path)
+        ids = np.random.default_rng(i).choice([0, 7, 8, 11, 21, 23, 26], size=(64, 96))
+        gt = root / "gtFine" / split / city / f"{city}_{seq}_{labelled:06d}_gtFine_labelIds.png"
+        gt.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(ids.astype(np.uint8)).save(gt)
+        still = root / "leftImg8bit" / split / city / f"{city}_{seq}_{labelled:06d}_leftImg8bit.png"
+        still.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(frames[19]).save(still)
+    ckpt = tmp_path / "cs19.pt"
+    save_checkpoint(ckpt, build_enet_lite(num_classes=19), {"note": "random, for the test"})
+    out = tmp_path / "out"
+    args = ["benchmark", "--dataset", "cityscapes", "--root", str(root), "-o", str(out),
+            "--model", "enet_lite", "--weights", str(ckpt), "--intervals", "1,2,4",
+            "--no-throughput", "--schemes", "per-frame,prop-bmv,inter-bmv",
+            "--fusions", "avg"]  # fmt: skip
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames_scored"] == 2 and len(summary["clips"]) == 2
+    rows = read_rows(out / "results.csv")
+    assert {r["interval"] for r in rows if r["scheme"] == "inter-bmv"} == {"1", "2", "4"}
