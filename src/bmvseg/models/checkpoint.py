@@ -84,12 +84,18 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        # torch's message advises weights_only=False, the unsafe option: keep only what it found.
+        found = [ln.strip() for ln in str(exc).splitlines() if "GLOBAL" in ln]
         raise CheckpointError(
             f"refusing to load {path}: it is not a plain-weights checkpoint "
-            f"(loading it would need to unpickle code): {str(exc).splitlines()[0]}"
+            f"(loading it would need to unpickle code{': ' + found[0] if found else ''})"
         ) from None
     except Exception as exc:  # zip/format errors: not a torch file at all
-        raise CheckpointError(f"cannot read {path} as a checkpoint: {exc}") from None
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(
+            f"cannot read {path} as a checkpoint (not a PyTorch weights file: "
+            f"{type(exc).__name__}: {first})"
+        ) from None
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         return obj
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
