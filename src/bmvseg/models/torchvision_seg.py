@@ -14,6 +14,9 @@ Where the network is cut decides what a non-key frame costs (``bench/RESULTS-mod
   values also depend on the whole image; whether that costs accuracy must be measured on
   labelled video.
 
+``context`` is every family's default: it lifts the keyframe-interval-10 speedup bound of the
+ResNet models from 2.5-4x to 8.5-9.7x on this CPU (``bench/RESULTS-models.md``).
+
 The wrapper keeps torchvision's module names (``backbone``, ``classifier``, ``aux_classifier``),
 so a torchvision ``state_dict`` loads into it unchanged.  torchvision is an optional extra and is
 imported only when a model is built.
