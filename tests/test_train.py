@@ -87,3 +87,13 @@ def test_cli_reports_user_errors_in_one_line(tmp_path, capsys):
     assert err.count("\n") == 0 and "last.pt" in err
     assert main(["evaluate", "--dataset", "camvid", "--root", str(tmp_path / "none")]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_last_epoch_is_evaluated_when_training_stops_between_evaluations(tmp_path):
+    import dataclasses
+
+    cfg = dataclasses.replace(_cfg(tmp_path, 4), eval_every=3)
+    train(cfg, progress=False, stop_after=2)
+    hist = json.loads((tmp_path / "history.json").read_text())
+    assert "miou" not in hist[0] and "miou" in hist[1]
+    assert json.loads((tmp_path / "report.json").read_text())["best_epoch"] == 2

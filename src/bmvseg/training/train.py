@@ -239,6 +239,30 @@ def train(
     std = torch.tensor(model.std).view(1, 3, 1, 1)
     epoch_times: list[float] = []
     first_epoch = epoch
+
+    def _evaluate_epoch(record: dict[str, Any], train_time_s: float) -> float:
+        """Held-out mIoU of the model now into ``record``; best.pt if it beats ``best``."""
+        cm = evaluate_model(model, val_items)
+        record["miou"] = cm.miou()
+        record["iou"] = [None if math.isnan(v) else float(v) for v in cm.iou()]
+        if record["miou"] <= best:
+            return best
+        extra = {"epoch": record["epoch"], "training_time_s": train_time_s}
+        extra.update(heldout_split=cfg.val_split, heldout_miou=record["miou"])
+        save_checkpoint(
+            out / "best.pt", model, {**meta_base, **extra, "heldout_iou": record["iou"]}
+        )
+        return record["miou"]
+
+    def _save_state() -> None:
+        """Everything ``resume`` needs, written atomically; history.json for people."""
+        state = {"format": STATE_FORMAT, "config": _plain(asdict(cfg))}
+        state.update(model=model.state_dict(), optimizer=opt.state_dict())
+        state.update(torch_rng=torch.get_rng_state(), epoch=epoch, iteration=it)
+        state.update(elapsed=elapsed, best_miou=best, history=history)
+        atomic_save(state, state_path)
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+
     while epoch < cfg.epochs:
         if stop_after is not None and epoch - first_epoch >= stop_after:
             break
@@ -271,28 +295,8 @@ def train(
             "epoch": epoch,
             "loss": float(np.mean(losses)) if losses else None,
         }
-        last_epoch = epoch >= cfg.epochs or (
-            limit_s is not None
-            and elapsed + time.monotonic() - t0 + (time.monotonic() - t0) > limit_s
-        )
-        if epoch % cfg.eval_every == 0 or last_epoch:
-            cm = evaluate_model(model, val_items)
-            record["miou"] = cm.miou()
-            record["iou"] = [None if math.isnan(v) else float(v) for v in cm.iou()]
-            if record["miou"] > best:
-                best = record["miou"]
-                save_checkpoint(
-                    out / "best.pt",
-                    model,
-                    {
-                        **meta_base,
-                        "epoch": epoch,
-                        "training_time_s": elapsed + time.monotonic() - t0,
-                        "heldout_split": cfg.val_split,
-                        "heldout_miou": best,
-                        "heldout_iou": record["iou"],
-                    },
-                )
+        if epoch % cfg.eval_every == 0 or epoch >= cfg.epochs:
+            best = _evaluate_epoch(record, elapsed + time.monotonic() - t0)
         dt = time.monotonic() - t0
         elapsed += dt
         epoch_times.append(dt)
@@ -305,22 +309,13 @@ def train(
             f"({dt:.0f} s, {elapsed / 60:.1f} min total, {iters_per_epoch / dt:.2f} it/s)",
             flush=True,
         )
-        atomic_save(
-            {
-                "format": STATE_FORMAT,
-                "config": _plain(asdict(cfg)),
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "epoch": epoch,
-                "iteration": it,
-                "elapsed": elapsed,
-                "best_miou": best,
-                "history": history,
-            },
-            state_path,
-        )
-        (out / "history.json").write_text(json.dumps(history, indent=1))
+        _save_state()
+    if history and "miou" not in history[-1]:
+        # The time limit ended training between evaluations: the last (lowest-LR) epoch is
+        # usually the best, so evaluate it now (also what ``resume`` of a finished run does).
+        best = _evaluate_epoch(history[-1], elapsed)
+        print(f"epoch {epoch} held-out mIoU {100 * history[-1]['miou']:.1f}%", flush=True)
+        _save_state()
     return write_report(cfg, out, val_items, elapsed, history)
 
 
