@@ -25,10 +25,22 @@ from bmvseg.training.evaluate import evaluate_model, iou_table
 MAX_BYTES = 25 * 1024 * 1024
 
 
-def export_run(run_dir: str | Path, root: str | Path, dest: str | Path | None = None) -> dict:
-    """Evaluate ``run_dir/best.pt`` on test/ and val/ and write it to ``dest``; returns meta."""
+def export_run(
+    run_dir: str | Path,
+    root: str | Path,
+    dest: str | Path | None = None,
+    *,
+    command: str | None = None,
+) -> dict:
+    """Evaluate ``run_dir/best.pt`` on test/ and val/ and write it to ``dest``; returns meta.
+
+    ``command`` replaces the training command recorded in best.pt (e.g. to spell out a run that
+    was resumed by a build that recorded only the last command).
+    """
     best = Path(run_dir) / "best.pt"
     meta = dict(read_checkpoint(best)["meta"])
+    if command:
+        meta["command"] = command
     name = meta.get("model_name", "enet_lite")
     model = build_model(name, weights=best).to(memory_format=torch.channels_last)
     results, tables = {}, []
@@ -67,9 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run_dir")
     p.add_argument("--root", required=True, help="CamVid root (with test/ and val/)")
     p.add_argument("--dest", help="output file (default: the package's weights/<model>.pt)")
+    p.add_argument("--command", help="training command to record instead of best.pt's")
     args = p.parse_args(argv)
     try:
-        export_run(args.run_dir, args.root, args.dest)
+        export_run(args.run_dir, args.root, args.dest, command=args.command)
     except BmvsegError as exc:
         print(f"export: error: {exc}", file=sys.stderr)
         return exc.exit_code

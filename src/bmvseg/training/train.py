@@ -188,7 +188,7 @@ def train(
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise CheckpointError(f"{state_path} is not a bmvseg training state")
         saved = state["config"]
-        saved["command"] = cfg.command
+        saved["command"] = f"{saved['command']} && {cfg.command}"  # how the weights came about
         for key in ("epochs", "time_limit_min"):  # a resume may extend the budget
             if key in overrides:
                 saved[key] = overrides[key]
