@@ -152,6 +152,9 @@ class AccuracySweep:
             self.examples["ground truth"] = [
                 targets.get(ex_k + p) for p in range(self.example_interval)
             ]
+            for row in self.examples.values():  # the keyframe itself is per-frame everywhere
+                if row[0] is None:
+                    row[0] = self.examples["per-frame"][0]
         return per_frame
 
     def _interpolate(self, k, T, frames, feats, fwd, fwd_labels, targets, hw, ex_k) -> None:
