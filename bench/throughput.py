@@ -7,8 +7,9 @@
 (DeepLabV3 needs the torchvision extra.)  Every configuration runs the streaming engine over the
 same H.264 video (decode included, no output written) in one process; speed is reported as fps
 and as the ratio to per-frame measured in the same run, with the share of each stage.  The cost
-of an intermediate frame relative to a keyframe follows from the two: with per-frame time t_key
-and time per frame t(k) at interval k, t_inter = (k t(k) - t_key) / (k - 1).
+of an intermediate frame relative to a keyframe follows from the two: with per-frame time t_key,
+a run of N frames taking T seconds with K keyframes has t_inter = (T - K t_key) / (N - K)
+(K counts inter-BMV's extra keyframe on the last frame).
 """
 
 from __future__ import annotations
@@ -70,9 +71,9 @@ def report(name: str, size: str, base, runs) -> None:
     )
     print("|---|---|---|---|---|" + "---|" * len(stages))
     for t in base[:1] + runs:
-        k = t.interval
-        t_k = 1 / t.fps
-        inter = (k * t_k - t_key) / (k - 1) / t_key if k > 1 else float("nan")
+        k, n = t.interval, t.frames
+        keys = len(range(0, n, k)) + (t.variant.scheme == "inter-bmv" and (n - 1) % k != 0)
+        inter = (t.seconds - keys * t_key) / (n - keys) / t_key if k > 1 else float("nan")
         total = sum(t.stage_ms.values())
         shares = " | ".join(f"{100 * t.stage_ms[s] / total:.0f}" for s in stages)
         print(f"| {t.variant.label} | {k} | {t.fps:.2f} | {t.fps * t_key:.2f} | "

@@ -252,9 +252,10 @@ class Engine:
         strides = self.model.strides
         with self.timer("warp"):
             fields = [fr.motion for fr in between] + [nxt.motion]  # mv[k+1] .. mv[k+m]
-            fwd_steps = [field_flows(f, key_feats, strides) for f in fields[:-1]]
+            flows = [field_flows(f, key_feats, strides) for f in fields]  # each field once
+            fwd_steps = flows[:-1]
             # Backward: from k+m down to k+1, each step undoing the motion of the later frame.
-            bwd_steps = [reverse(field_flows(f, nxt_feats, strides)) for f in fields[:0:-1]]
+            bwd_steps = [reverse(f) for f in flows[:0:-1]]
             backward = propagate(nxt_feats, bwd_steps, self.cfg.accumulate)[::-1]  # k+1 .. k+m-1
             forward = propagate(key_feats, fwd_steps, self.cfg.accumulate)
         for p, fr in enumerate(between, start=1):
