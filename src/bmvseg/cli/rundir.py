@@ -75,12 +75,6 @@ class RunDir:
     def write_json(self, name: str, obj: dict[str, Any]) -> None:
         self.write_bytes(self.path / name, json.dumps(obj, indent=2, default=str).encode())
 
-    def read_json(self, name: str) -> dict[str, Any] | None:
-        try:
-            return json.loads((self.path / name).read_text())
-        except (OSError, ValueError):
-            return None
-
     # -- labels --------------------------------------------------------------------------------
     def label_path(self, index: int) -> Path:
         return self.labels / f"{index:06d}.png"
