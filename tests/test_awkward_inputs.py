@@ -26,7 +26,6 @@ import av
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from bmvseg.cli.main import main
 from bmvseg.data.textures import moving_texture_clip
@@ -36,15 +35,6 @@ from bmvseg.video.reader import VideoReader
 H, W, N = 96, 128, 10
 HANG_S = 60  # far above any case here (< 2 s each); a hang fails instead of blocking CI
 X264_PARAMS = {"x264-params": "ref=1:bframes=0:keyint=100000:scenecut=0"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One torch thread: on a shared 2-core machine more threads only contend."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)

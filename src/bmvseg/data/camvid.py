@@ -24,6 +24,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from bmvseg.data.classes import CAMVID_CLASSES, CAMVID_PALETTE, IGNORE_INDEX
+from bmvseg.data.images import read_rgb
 from bmvseg.errors import BmvsegError
 
 SPLITS = ("train", "val", "test")
@@ -87,14 +88,6 @@ def colour_labels_to_ids(label_rgb: np.ndarray) -> np.ndarray:
     lut_keys, lut_vals = lut_keys[order], lut_vals[order]
     idx = np.clip(np.searchsorted(lut_keys, code), 0, len(lut_keys) - 1)
     return np.where(lut_keys[idx] == code, lut_vals[idx], IGNORE_INDEX).astype(np.uint8)
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    """An image file as (H, W, 3) uint8 RGB; :class:`BmvsegError` if it cannot be read."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise BmvsegError(f"cannot read image {path}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def _read_gray(path: Path) -> np.ndarray:

@@ -22,6 +22,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from bmvseg.data.classes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, IGNORE_INDEX
+from bmvseg.data.images import read_rgb
 from bmvseg.errors import BmvsegError
 
 SNIPPET_LENGTH = 30
@@ -55,14 +56,6 @@ for _label, _train in _LABEL_TO_TRAIN.items():
 
 _IMG_SUFFIX = "_leftImg8bit.png"
 _LABEL_SUFFIX = "_gtFine_labelIds.png"
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB; a missing or unreadable file is the user's problem."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise BmvsegError(f"cannot read image {path}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def read_train_ids(path: Path) -> np.ndarray:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bmvseg.data.camvid import read_rgb, video_run, video_run_labels
+from bmvseg.data.camvid import video_run, video_run_labels
 from bmvseg.data.classes import IGNORE_INDEX
+from bmvseg.data.images import read_rgb
 from bmvseg.video.encode import X264_ONE_REF, encode_video
 
 # How the labelled runs are encoded: H.264 as a camera in a streaming/baseline-like profile
@@ -53,13 +54,14 @@ def cityscapes_snippets(root: str | Path, workdir: Path, split: str = "val",
                         limit: int | None = None) -> Iterator[EvalClip]:  # fmt: skip
     """Each 30-frame Cityscapes snippet as a 17 fps video with its one labelled frame (the 20th)."""
     from bmvseg.data.cityscapes import CityscapesSequence
-    from bmvseg.data.cityscapes import read_rgb as cs_rgb
 
     seq = CityscapesSequence(root, split)
     for i in range(len(seq) if limit is None else min(limit, len(seq))):
         snip = seq[i]
         video = workdir / f"{snip.name}.mp4"
-        settings = encode_video((cs_rgb(p) for p in snip.frames), video, fps=17.0, options=ENCODING)
+        settings = encode_video(
+            (read_rgb(p) for p in snip.frames), video, fps=17.0, options=ENCODING
+        )
         yield EvalClip(snip.name, video, {snip.labelled_index: snip.label()}, settings)
 
 
