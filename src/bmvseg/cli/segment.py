@@ -17,10 +17,9 @@ from tqdm import tqdm
 from bmvseg.cli.rundir import RunDir
 from bmvseg.data.classes import blend
 from bmvseg.errors import BmvsegError
-from bmvseg.models.registry import build_model
 from bmvseg.schemes.engine import DIS_PRESETS, SCHEMES, Engine, EngineConfig, FrameResult
 from bmvseg.schemes.fusion import FUSIONS
-from bmvseg.schemes.segment import DEFAULT_MODEL, fusion_weights_path, load_conv_fusion
+from bmvseg.schemes.segment import DEFAULT_MODEL, build_engine
 from bmvseg.schemes.timing import StageTimer
 from bmvseg.video.encode import VideoWriter
 from bmvseg.video.reader import POLICIES, Frame, VideoReader
@@ -81,12 +80,6 @@ def load_engine(
     args: argparse.Namespace, scheme: str, interval: int, fusion: str, timer: StageTimer
 ) -> Engine:
     """Model, fusion weights and engine from command-line options."""
-    weights = None if args.weights == "none" else args.weights
-    model = build_model(args.model, weights=weights, device=args.device)
-    model = model.to(memory_format=torch.channels_last)
-    conv = None
-    if scheme == "inter-bmv" and fusion == "conv":
-        conv = load_conv_fusion(model, args.fusion_weights or fusion_weights_path(args.model))
     cfg = EngineConfig(
         scheme=scheme,
         interval=interval,
@@ -95,7 +88,9 @@ def load_engine(
         flow_preset=args.flow_preset,
         label_stride=args.label_stride,
     )
-    return Engine(model, cfg, conv, timer)
+    weights = None if args.weights == "none" else args.weights
+    return build_engine(args.model, cfg, weights=weights, device=args.device,
+                        fusion_weights=args.fusion_weights, timer=timer)  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:

@@ -39,6 +39,32 @@ def load_conv_fusion(model: SegmentationModel, path: str | os.PathLike) -> ConvF
     return fusion.to(next(model.parameters()).device).eval()
 
 
+def build_engine(
+    model: str | SegmentationModel,
+    config: EngineConfig,
+    *,
+    weights: str | os.PathLike | None = "default",
+    device: str = "cpu",
+    fusion_weights: str | os.PathLike | None = None,
+    timer: StageTimer | None = None,
+) -> Engine:
+    """An engine for ``config`` with ``model`` (a registered name or a model object) ready to run.
+
+    The model goes to ``device`` in channels_last and eval mode; ``fusion="conv"`` loads the
+    fusion weights (by default those shipped for the model).
+    """
+    if isinstance(model, str):
+        name = model
+        model = build_model(model, weights=weights, device=device)
+    else:
+        name = type(model).__name__
+    model = model.to(device).to(memory_format=torch.channels_last).eval()
+    conv = None
+    if config.scheme == "inter-bmv" and config.fusion == "conv":
+        conv = load_conv_fusion(model, fusion_weights or fusion_weights_path(name))
+    return Engine(model, config, conv, timer)
+
+
 def segment(
     video: str | os.PathLike | BinaryIO,
     *,
@@ -62,15 +88,6 @@ def segment(
     ``model`` is a registered name (see ``bmvseg.models.registry.available_models``) or a model
     object.  For ``fusion="conv"`` the fusion weights default to those shipped for the model.
     """
-    if isinstance(model, str):
-        name = model
-        model = build_model(model, weights=weights, device=device)
-    else:
-        name = type(model).__name__
-    model = model.to(device).to(memory_format=torch.channels_last).eval()
-    conv = None
-    if scheme == "inter-bmv" and fusion == "conv":
-        conv = load_conv_fusion(model, fusion_weights or fusion_weights_path(name))
     cfg = EngineConfig(
         scheme=scheme,
         interval=interval,
@@ -79,6 +96,7 @@ def segment(
         keep_logits=keep_logits,
         keep_features=keep_features,
     )
-    engine = Engine(model, cfg, conv, timer)
+    engine = build_engine(model, cfg, weights=weights, device=device,
+                          fusion_weights=fusion_weights, timer=timer)  # fmt: skip
     with VideoReader(video, motion=motion) as reader:
         yield from engine.run(reader.frames(images=True, start=start), start=start, end=end)
