@@ -26,7 +26,14 @@ from bmvseg.evaluation.metrics import ConfusionMatrix
 from bmvseg.models.base import Features, SegmentationModel
 from bmvseg.schemes.engine import DIS_PRESETS, logits_to_labels, task_logits
 from bmvseg.schemes.fusion import ConvFusion, fuse
-from bmvseg.schemes.propagation import Chain, dense_flows, field_flows, reverse, warp_features
+from bmvseg.schemes.propagation import (
+    Chain,
+    Flows,
+    dense_flows,
+    field_flows,
+    reverse,
+    warp_features,
+)
 from bmvseg.video.reader import VideoReader
 
 Key = tuple[str, str, int, int]  # (scheme, fusion, interval, offset)
@@ -99,6 +106,15 @@ class AccuracySweep:
                 feat_cache[i] = self.model.features(img)
             return feat_cache[i]
 
+        flow_cache: dict[int, Flows] = {}
+
+        def flows(j: int) -> Flows:
+            """Frame j's motion field as flows on the feature grid, built once per clip frame."""
+            if j not in flow_cache:
+                shapes = next(iter(feat_cache.values()))  # every frame's features: same shapes
+                flow_cache[j] = field_flows(frames[j].motion, shapes, strides)
+            return flow_cache[j]
+
         per_frame = {}
         wanted = range(T) if clip.labels is None else [t for t in clip.labels if t < T]
         for t in tqdm(wanted, desc=f"{clip.name}: per-frame", leave=False):
@@ -116,7 +132,7 @@ class AccuracySweep:
             chain = Chain(feats(k), self.accumulate)
             fwd: dict[int, Features] = {}
             for p in range(1, min(maxn, T - k)):
-                fwd[p] = chain.step(field_flows(frames[k + p].motion, feats(k), strides))
+                fwd[p] = chain.step(flows(k + p))
             fwd_labels: dict[int, np.ndarray] = {}
             for p, f in fwd.items():
                 t = k + p
@@ -140,9 +156,10 @@ class AccuracySweep:
                     if k == ex_k and p < self.example_interval:
                         self._example("prop-flow", p, lab)
             if self._wants("inter-bmv"):
-                self._interpolate(k, T, frames, feats, fwd, fwd_labels, targets, hw, ex_k)
-            for i in [i for i in feat_cache if i < k]:  # keyframes only move forward
-                del feat_cache[i]
+                self._interpolate(k, T, feats, flows, fwd, fwd_labels, targets, hw, ex_k)
+            for cache in (feat_cache, flow_cache):  # keyframes only move forward
+                for i in [i for i in cache if i < k]:
+                    del cache[i]
             gray = {i: g for i, g in gray.items() if i >= k}
         if ex_k is not None and self.examples is not None and "images" not in self.examples:
             self.examples["images"] = [frames[ex_k + p].image for p in range(self.example_interval)]
@@ -157,8 +174,7 @@ class AccuracySweep:
                     row[0] = self.examples["per-frame"][0]
         return per_frame
 
-    def _interpolate(self, k, T, frames, feats, fwd, fwd_labels, targets, hw, ex_k) -> None:
-        strides = self.model.strides
+    def _interpolate(self, k, T, feats, flows, fwd, fwd_labels, targets, hw, ex_k) -> None:
         for n in self.intervals:
             if n < 2 or k + n > T - 1:
                 continue
@@ -169,7 +185,7 @@ class AccuracySweep:
             chain = Chain(nxt, self.accumulate)
             bwd: dict[int, Features] = {}
             for j in range(k + n, k + min(ps), -1):  # undo the motion of frame j: lands on j-1
-                bwd[j - 1 - k] = chain.step(reverse(field_flows(frames[j].motion, nxt, strides)))
+                bwd[j - 1 - k] = chain.step(reverse(flows(j)))
             for p in ps:
                 t = k + p
                 for v in self._wants("inter-bmv"):
