@@ -68,6 +68,8 @@ def test_registry_builds_and_resolves_weights(tmp_path):
         build_model("enet_lite", weights=path, num_classes=11)
     with pytest.raises(BmvsegError, match="unknown model 'nope'"):
         build_model("nope")
+    with pytest.raises(BmvsegError, match="split 'context' for model 'enet_lite'.*not a choice"):
+        build_model("enet_lite", weights=None, split="context")
     if default_weights_path("enet_lite") is None:
         with pytest.raises(CheckpointError, match="no shipped weights"):
             build_model("enet_lite")

@@ -146,6 +146,10 @@ def test_registry_and_torchvision_weight_names():
     assert set(SPECS) <= set(names)
     model = build_model("lraspp_mobilenet_v3_large", weights=None, num_classes=11)
     assert model.num_classes == 11 and model.split == "context"
+    cut = build_model("lraspp_mobilenet_v3_large", weights=None, num_classes=11, split="backbone")
+    assert cut.split == "backbone"
+    with pytest.raises(BmvsegError, match="one of backbone, context"):
+        build_model("fcn_resnet50", weights=None, split="middle")
     w = resolve_torchvision_weights("deeplabv3_resnet101", "default")
     assert len(w.meta["categories"]) == 21
     assert resolve_torchvision_weights("deeplabv3_resnet101_os16", "DEFAULT") == w

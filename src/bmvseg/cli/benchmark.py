@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             raise BmvsegError(f"unknown scheme {s!r}; choose from {', '.join(SCHEMES)}")
     model_name = args.model or ("synthetic_demo" if args.dataset == "synthetic" else "enet_lite")
     weights = None if args.weights == "none" else args.weights
-    model = build_model(model_name, weights=weights, device=args.device)
+    model = build_model(model_name, weights=weights, device=args.device, split=args.split)
     model = model.to(memory_format=torch.channels_last)
 
     fusions, notes = [], []
@@ -137,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
 
     what = "agreement with the per-frame model (fidelity, NOT accuracy)" if args.reference else (
         "mIoU against ground truth")  # fmt: skip
-    note = (f"Model `{model_name}` ({weights or 'random'} weights), {clips[0].name}"
+    cut = f", split after the {model.split}" if getattr(model, "split", None) else ""
+    note = (f"Model `{model_name}` ({weights or 'random'} weights{cut}), {clips[0].name}"
             f"{f' and {len(clips) - 1} more clips' if len(clips) > 1 else ''}, {width}x{height}; "
             f"{what}; throughput on {platform.machine()} {_cpu()} with {torch.get_num_threads()} "
             f"threads, decode included.")  # fmt: skip
@@ -168,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
         "command": "bmvseg " + " ".join(sys.argv[1:]),
         "model": model_name,
         "weights": str(weights),
+        "split": getattr(model, "split", None),
         "reference": args.reference or "ground truth",
         "measures": what,
         "clips": [{"name": c.name, "encoding": c.encoding} for c in clips],
@@ -217,5 +219,3 @@ def _cpu() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
-
-

@@ -33,6 +33,12 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
         default="default",
         help="'default' (shipped or torchvision weights), a checkpoint path, or 'none'",
     )
+    p.add_argument(
+        "--split",
+        choices=("backbone", "context"),
+        help="where torchvision models are cut into feature and task network "
+        "(default: after the context module; see bench/RESULTS-models.md)",
+    )
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("--motion", choices=POLICIES, default="auto", help="motion source policy")
     p.add_argument("--fusion-weights", help="conv-fusion checkpoint (default: shipped one)")
@@ -89,7 +95,7 @@ def load_engine(
         label_stride=args.label_stride,
     )
     weights = None if args.weights == "none" else args.weights
-    return build_engine(args.model, cfg, weights=weights, device=args.device,
+    return build_engine(args.model, cfg, weights=weights, device=args.device, split=args.split,
                         fusion_weights=args.fusion_weights, timer=timer)  # fmt: skip
 
 
@@ -112,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         "video_bytes": video.stat().st_size,
         "model": args.model,
         "weights": args.weights,
+        "split": args.split,
         "scheme": args.scheme,
         "interval": args.keyframe_interval,
         "fusion": args.fusion,

@@ -12,7 +12,9 @@ returning a randomly initialised model (``num_classes=None`` = the builder's own
   used when ``num_classes`` is None.
 
 Builders that resolve weights themselves (torchvision's ``DEFAULT`` download) register with
-``handles_weights=True`` and receive ``weights=`` as given.
+``handles_weights=True`` and receive ``weights=`` as given.  Builders whose cut between feature
+and task network is a choice register the names with ``splits=``; ``build_model(..., split=)``
+passes one on (None = the builder's default) and refuses it for models without a choice.
 
 The returned model is in eval mode on ``device``; callers add channels_last and inference mode
 (see :mod:`bmvseg.models.checkpoint`).
@@ -40,6 +42,7 @@ class _Entry:
     builder: Builder
     default_weights: Path | None
     handles_weights: bool
+    splits: tuple[str, ...]
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -52,13 +55,14 @@ def register(
     *,
     default_weights: str | Path | None = None,
     handles_weights: bool = False,
+    splits: tuple[str, ...] = (),
     overwrite: bool = False,
 ) -> None:
     """Make ``build_model(name)`` call ``builder``; re-registering needs ``overwrite=True``."""
     if name in _REGISTRY and not overwrite:
         raise ValueError(f"model {name!r} is already registered")
     dw = Path(default_weights) if default_weights is not None else None
-    _REGISTRY[name] = _Entry(builder, dw, handles_weights)
+    _REGISTRY[name] = _Entry(builder, dw, handles_weights, tuple(splits))
 
 
 def _load_builtins() -> None:
@@ -105,20 +109,27 @@ def build_model(
     weights: str | Path | None = "default",
     num_classes: int | None = None,
     device: str | torch.device = "cpu",
+    split: str | None = None,
 ) -> SegmentationModel:
     """Build model ``name`` with ``weights`` resolved as in the module docstring; eval mode."""
     _load_builtins()
     if name not in _REGISTRY:
         raise BmvsegError(f"unknown model {name!r}; available: {', '.join(available_models())}")
     entry = _REGISTRY[name]
+    extra = {}
+    if split is not None:
+        if split not in entry.splits:
+            choices = f"one of {', '.join(entry.splits)}" if entry.splits else "not a choice"
+            raise BmvsegError(f"split {split!r} for model {name!r}: its split is {choices}")
+        extra["split"] = split
     if num_classes is None and weights is not None and not entry.handles_weights:
         if not (isinstance(weights, str) and weights.lower() in ("default", "none")):
             # a checkpoint path decides the class count when the caller does not
             num_classes = read_checkpoint(weights).get("meta", {}).get("num_classes")
     if entry.handles_weights:
-        model = entry.builder(num_classes=num_classes, weights=weights)
+        model = entry.builder(num_classes=num_classes, weights=weights, **extra)
     else:
-        model = entry.builder(num_classes=num_classes)
+        model = entry.builder(num_classes=num_classes, **extra)
         if isinstance(weights, str) and weights.lower() == "none":
             weights = None
         if isinstance(weights, str) and weights == "default":

@@ -337,7 +337,7 @@ def _register() -> None:
     from bmvseg.models.registry import register
 
     for arch in SPECS:
-        register(arch, _registry_builder(arch), handles_weights=True, overwrite=True)
+        register(arch, _registry_builder(arch), handles_weights=True, splits=SPLITS, overwrite=True)
 
 
 _register()

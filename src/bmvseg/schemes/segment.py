@@ -45,17 +45,19 @@ def build_engine(
     *,
     weights: str | os.PathLike | None = "default",
     device: str = "cpu",
+    split: str | None = None,
     fusion_weights: str | os.PathLike | None = None,
     timer: StageTimer | None = None,
 ) -> Engine:
     """An engine for ``config`` with ``model`` (a registered name or a model object) ready to run.
 
     The model goes to ``device`` in channels_last and eval mode; ``fusion="conv"`` loads the
-    fusion weights (by default those shipped for the model).
+    fusion weights (by default those shipped for the model).  ``split`` picks the cut of a model
+    built by name where it has a choice (torchvision models; None = its default).
     """
     if isinstance(model, str):
         name = model
-        model = build_model(model, weights=weights, device=device)
+        model = build_model(model, weights=weights, device=device, split=split)
     else:
         name = type(model).__name__
     model = model.to(device).to(memory_format=torch.channels_last).eval()
@@ -76,6 +78,7 @@ def segment(
     fusion_weights: str | os.PathLike | None = None,
     motion: str = "auto",
     device: str = "cpu",
+    split: str | None = None,
     start: int = 0,
     end: int | None = None,
     accumulate: bool = False,
@@ -96,7 +99,7 @@ def segment(
         keep_logits=keep_logits,
         keep_features=keep_features,
     )
-    engine = build_engine(model, cfg, weights=weights, device=device,
+    engine = build_engine(model, cfg, weights=weights, device=device, split=split,
                           fusion_weights=fusion_weights, timer=timer)  # fmt: skip
     with VideoReader(video, motion=motion) as reader:
         yield from engine.run(reader.frames(images=True, start=start), start=start, end=end)
