@@ -8,7 +8,14 @@ segmented in a fresh subprocess, with and without the overlay.  Reported per run
 
 - ``peak``: the child's ``ru_maxrss`` at exit (high-water mark of resident memory);
 - ``rss@20%`` / ``rss@end``: resident memory sampled from ``/proc/PID/status`` while it runs, at
-  20% of the run and at its end (growth between them is per-frame accumulation).
+  20% of the run and at its end (growth between them is per-frame accumulation);
+- ``live``: the most heap memory glibc reported *in use* (``mallinfo2().uordblks``, sampled in
+  the child every 0.25 s), against ``held``, the heap it had taken from the system at that
+  moment.  ``held - live`` is free memory the allocator keeps (fragmentation): it tells a leak
+  (``live`` grows with the video) from allocator overhead (only ``held`` grows).
+
+``--env NAME=VALUE`` sets allocator tunables in the child (``MALLOC_MMAP_THRESHOLD_``,
+``MALLOC_ARENA_MAX``, ``MALLOC_TRIM_THRESHOLD_``, ``GLIBC_TUNABLES``) to measure their effect.
 
 Random ``enet_lite`` weights (memory does not depend on them); one torch thread
 (``OMP_NUM_THREADS=1``) so the timing is stable on a shared machine.  Usage::
@@ -22,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,10 +42,34 @@ from bmvseg.data.textures import smooth_texture
 from bmvseg.video.encode import X264_ONE_REF, VideoWriter
 
 CHILD = """
-import resource, sys
+import ctypes, resource, sys, threading, time
 from bmvseg.cli.main import main
+
+class Mallinfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd",
+        "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+peak = [0, 0]  # live, held at that moment (bytes)
+try:
+    info = ctypes.CDLL("libc.so.6").mallinfo2
+    info.restype = Mallinfo2
+except (OSError, AttributeError):  # not glibc >= 2.33: RSS only
+    info = None
+
+def sample():
+    while True:
+        m = info()
+        live = m.uordblks + m.hblkhd
+        if live > peak[0]:
+            peak[:] = [live, m.arena + m.hblkhd]
+        time.sleep(0.25)
+
+if info is not None:
+    threading.Thread(target=sample, daemon=True).start()
 rc = main(sys.argv[1:])
 print("MAXRSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
+print("LIVE_HELD_B", peak[0], peak[1], flush=True)
 sys.exit(rc)
 """
 
@@ -72,13 +104,13 @@ def _rss_kb(pid: int) -> int | None:
     return None
 
 
-def measure(video: Path, out: Path, overlay: bool) -> dict[str, float]:
+def measure(video: Path, out: Path, overlay: bool, env: dict[str, str]) -> dict[str, float]:
     """Segment ``video`` in a fresh process; peak and sampled RSS in MiB, wall time."""
     argv = [sys.executable, "-c", CHILD, "segment", str(video), "-o", str(out)]
     argv += ["--weights", "none", "--scheme", "inter-bmv", "-k", "5"]
     if not overlay:
         argv.append("--no-overlay")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **env}
     t0 = time.perf_counter()
     pipe = subprocess.PIPE
     proc = subprocess.Popen(argv, stdout=pipe, stderr=pipe, text=True, env=env)
@@ -93,6 +125,7 @@ def measure(video: Path, out: Path, overlay: bool) -> dict[str, float]:
     if proc.returncode != 0:
         raise SystemExit(f"segment failed ({proc.returncode}): {stderr.strip()[-500:]}")
     peak = int(stdout.split("MAXRSS_KB")[1].split()[0])
+    live, held = (int(v) / 2**20 for v in stdout.split("LIVE_HELD_B")[1].split()[:2])
     summary = json.loads((out / "summary.json").read_text())
 
     def at(frac: float) -> float:
@@ -106,6 +139,8 @@ def measure(video: Path, out: Path, overlay: bool) -> dict[str, float]:
         "peak_mib": peak / 1024,
         "rss20_mib": at(0.2) if samples else float("nan"),
         "rss_end_mib": at(1.0) if samples else float("nan"),
+        "live_mib": live or float("nan"),
+        "held_mib": held or float("nan"),
     }
 
 
@@ -115,38 +150,54 @@ def main() -> None:
     ap.add_argument("--size", default="480x360", help="WIDTHxHEIGHT")
     ap.add_argument("--fps", type=float, default=15.0)
     ap.add_argument("--workdir", help="where videos and outputs go (default: a temp dir)")
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                    help="environment for the segment runs, e.g. MALLOC_ARENA_MAX=2")  # fmt: skip
+    ap.add_argument("--overlay", choices=("both", "no", "yes"), default="both")
     args = ap.parse_args()
+    env = dict(kv.split("=", 1) for kv in args.env)
+    overlays = {"both": (False, True), "no": (False,), "yes": (True,)}[args.overlay]
     width, height = map(int, args.size.split("x"))
     lengths = [float(s) for s in args.seconds.split(",")]
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bmvseg-memory-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, {platform.processor()}")
     print(f"size {width}x{height}, {args.fps:g} fps, inter-BMV k=5, enet_lite random weights")
-    print("| video | overlay | frames | wall s | fps | peak RSS MiB | RSS@20% MiB | RSS@end MiB |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"environment: {' '.join(args.env) or 'default allocator settings'}")
+    print(
+        "| video | overlay | frames | wall s | fps | peak RSS MiB | RSS@20% MiB | RSS@end MiB "
+        "| peak live heap MiB | heap held then MiB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     peaks: dict[bool, list[float]] = {False: [], True: []}
+    lives: dict[bool, list[float]] = {False: [], True: []}
     for seconds in lengths:
         video = work / f"pan_{seconds:g}s_{width}x{height}.mp4"
-        t0 = time.perf_counter()
-        n = generate(video, seconds, height, width, args.fps)
-        gen_s = time.perf_counter() - t0
-        print(f"<!-- generated {video.name}: {n} frames in {gen_s:.0f} s -->", flush=True)
-        for overlay in (False, True):
-            r = measure(video, work / f"out_{seconds:g}_{int(overlay)}", overlay)
+        if not video.is_file():  # reused from an earlier run in the same --workdir
+            t0 = time.perf_counter()
+            n = generate(video, seconds, height, width, args.fps)
+            gen_s = time.perf_counter() - t0
+            print(f"<!-- generated {video.name}: {n} frames in {gen_s:.0f} s -->", flush=True)
+        for overlay in overlays:
+            out = work / f"out_{seconds:g}_{int(overlay)}"
+            shutil.rmtree(out, ignore_errors=True)
+            r = measure(video, out, overlay, env)
             peaks[overlay].append(r["peak_mib"])
+            lives[overlay].append(r["live_mib"])
             print(
                 f"| {seconds:g} s | {'yes' if overlay else 'no'} | {r['frames']} | "
                 f"{r['wall_s']:.0f} | {r['fps']:.1f} | {r['peak_mib']:.0f} | "
-                f"{r['rss20_mib']:.0f} | {r['rss_end_mib']:.0f} |",
+                f"{r['rss20_mib']:.0f} | {r['rss_end_mib']:.0f} | {r['live_mib']:.0f} | "
+                f"{r['held_mib']:.0f} |",
                 flush=True,
             )
     for overlay, values in peaks.items():
         if len(values) > 1:
             ratio = max(values) / min(values)
             verdict = "within" if ratio <= 1.10 else "NOT within"
+            live = max(lives[overlay]) / min(lives[overlay])
             print(
                 f"overlay={'yes' if overlay else 'no'}: longest/shortest peak RSS = {ratio:.3f} "
-                f"({verdict} the 10% target)"
+                f"({verdict} the 10% target); peak live heap = {live:.3f}"
             )
 
 
