@@ -9,10 +9,11 @@ segmented in a fresh subprocess, with and without the overlay.  Reported per run
 - ``peak``: the child's ``ru_maxrss`` at exit (high-water mark of resident memory);
 - ``rss@20%`` / ``rss@end``: resident memory sampled from ``/proc/PID/status`` while it runs, at
   20% of the run and at its end (growth between them is per-frame accumulation);
-- ``live``: the most heap memory glibc reported *in use* (``mallinfo2().uordblks``, sampled in
-  the child every 0.25 s), against ``held``, the heap it had taken from the system at that
-  moment.  ``held - live`` is free memory the allocator keeps (fragmentation): it tells a leak
-  (``live`` grows with the video) from allocator overhead (only ``held`` grows).
+- ``live first/last``: heap memory glibc reports *in use* (``mallinfo2``: ``uordblks + hblkhd``)
+  at the same point of every frame (as the engine hands the frame's result over), as the
+  maximum over the first and over the last 150 frames.  Anything kept per frame makes ``last``
+  exceed ``first``; if only RSS grows, the growth is memory the allocator holds free
+  (fragmentation), not data.
 
 ``--env NAME=VALUE`` sets allocator tunables in the child (``MALLOC_MMAP_THRESHOLD_``,
 ``MALLOC_ARENA_MAX``, ``MALLOC_TRIM_THRESHOLD_``, ``GLIBC_TUNABLES``) to measure their effect.
@@ -42,7 +43,7 @@ from bmvseg.data.textures import smooth_texture
 from bmvseg.video.encode import X264_ONE_REF, VideoWriter
 
 CHILD = """
-import ctypes, resource, sys, threading, time
+import ctypes, resource, sys
 from bmvseg.cli.main import main
 
 class Mallinfo2(ctypes.Structure):
@@ -50,26 +51,29 @@ class Mallinfo2(ctypes.Structure):
         "arena", "ordblks", "smblks", "hblks", "hblkhd",
         "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
 
-peak = [0, 0]  # live, held at that moment (bytes)
+live = []  # bytes in use after each frame
 try:
     info = ctypes.CDLL("libc.so.6").mallinfo2
     info.restype = Mallinfo2
 except (OSError, AttributeError):  # not glibc >= 2.33: RSS only
     info = None
 
-def sample():
-    while True:
-        m = info()
-        live = m.uordblks + m.hblkhd
-        if live > peak[0]:
-            peak[:] = [live, m.arena + m.hblkhd]
-        time.sleep(0.25)
-
 if info is not None:
-    threading.Thread(target=sample, daemon=True).start()
+    from bmvseg.schemes import engine
+    engine_run = engine.Engine.run
+
+    def run(self, *args, **kwargs):
+        for result in engine_run(self, *args, **kwargs):
+            m = info()
+            live.append(m.uordblks + m.hblkhd)
+            yield result
+
+    engine.Engine.run = run
 rc = main(sys.argv[1:])
 print("MAXRSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
-print("LIVE_HELD_B", peak[0], peak[1], flush=True)
+n = min(150, len(live))
+if n:
+    print("LIVE_FIRST_LAST_B", max(live[:n]), max(live[-n:]), flush=True)
 sys.exit(rc)
 """
 
@@ -125,7 +129,9 @@ def measure(video: Path, out: Path, overlay: bool, env: dict[str, str]) -> dict[
     if proc.returncode != 0:
         raise SystemExit(f"segment failed ({proc.returncode}): {stderr.strip()[-500:]}")
     peak = int(stdout.split("MAXRSS_KB")[1].split()[0])
-    live, held = (int(v) / 2**20 for v in stdout.split("LIVE_HELD_B")[1].split()[:2])
+    first = last = float("nan")
+    if "LIVE_FIRST_LAST_B" in stdout:
+        first, last = (int(v) / 2**20 for v in stdout.split("LIVE_FIRST_LAST_B")[1].split()[:2])
     summary = json.loads((out / "summary.json").read_text())
 
     def at(frac: float) -> float:
@@ -139,8 +145,8 @@ def measure(video: Path, out: Path, overlay: bool, env: dict[str, str]) -> dict[
         "peak_mib": peak / 1024,
         "rss20_mib": at(0.2) if samples else float("nan"),
         "rss_end_mib": at(1.0) if samples else float("nan"),
-        "live_mib": live or float("nan"),
-        "held_mib": held or float("nan"),
+        "live_first_mib": first,
+        "live_last_mib": last,
     }
 
 
@@ -165,7 +171,7 @@ def main() -> None:
     print(f"environment: {' '.join(args.env) or 'default allocator settings'}")
     print(
         "| video | overlay | frames | wall s | fps | peak RSS MiB | RSS@20% MiB | RSS@end MiB "
-        "| peak live heap MiB | heap held then MiB |"
+        "| live heap, first 150 frames MiB | live heap, last 150 MiB |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     peaks: dict[bool, list[float]] = {False: [], True: []}
@@ -182,12 +188,12 @@ def main() -> None:
             shutil.rmtree(out, ignore_errors=True)
             r = measure(video, out, overlay, env)
             peaks[overlay].append(r["peak_mib"])
-            lives[overlay].append(r["live_mib"])
+            lives[overlay].append(r["live_last_mib"])
             print(
                 f"| {seconds:g} s | {'yes' if overlay else 'no'} | {r['frames']} | "
                 f"{r['wall_s']:.0f} | {r['fps']:.1f} | {r['peak_mib']:.0f} | "
-                f"{r['rss20_mib']:.0f} | {r['rss_end_mib']:.0f} | {r['live_mib']:.0f} | "
-                f"{r['held_mib']:.0f} |",
+                f"{r['rss20_mib']:.0f} | {r['rss_end_mib']:.0f} | {r['live_first_mib']:.1f} | "
+                f"{r['live_last_mib']:.1f} |",
                 flush=True,
             )
     for overlay, values in peaks.items():
@@ -197,7 +203,7 @@ def main() -> None:
             live = max(lives[overlay]) / min(lives[overlay])
             print(
                 f"overlay={'yes' if overlay else 'no'}: longest/shortest peak RSS = {ratio:.3f} "
-                f"({verdict} the 10% target); peak live heap = {live:.3f}"
+                f"({verdict} the 10% target); live heap (last 150 frames) = {live:.3f}"
             )
 
 

@@ -223,3 +223,30 @@ def test_unreadable_checkpoint_is_one_line(tmp_path, short, capsys):
     line = _one_line(capsys.readouterr().err)
     assert "noise.pt" in line and "checkpoint" in line, line
     assert not (tmp_path / "out").exists()
+
+
+def test_decoded_frames_do_not_pile_up_in_a_long_run(tmp_path, weights, monkeypatch):
+    """PyAV frames whose vectors were read are reference cycles; the run must collect them
+    (``COLLECT_EVERY``) rather than wait for a rare full collection of the whole heap."""
+    import gc
+
+    import av
+
+    from bmvseg.cli import segment as segment_cli
+
+    video = _video(tmp_path / "long.mp4", 80)
+    alive: list[int] = []
+    real_write = segment_cli.RunDir.write_labels
+
+    def write_labels(self, index, labels):
+        if index in (40, 79):
+            alive.append(sum(isinstance(o, av.VideoFrame) for o in gc.get_objects()))
+        return real_write(self, index, labels)
+
+    monkeypatch.setattr(segment_cli.RunDir, "write_labels", write_labels)
+    gc.disable()  # no automatic collection: only the run's own may free the cycles
+    try:
+        assert main(_argv(video, tmp_path / "out", weights, "--no-overlay")) == 0
+    finally:
+        gc.enable()
+    assert len(alive) == 2 and max(alive) <= segment_cli.COLLECT_EVERY + K + 2, alive

@@ -26,10 +26,16 @@ Intra-coded blocks inside P-frames have no vector: their cells are invalid (``mv
 Downstream code should treat them as unknown motion (the warp keeps the cached feature in place,
 i.e. assumes zero motion, or refreshes them) rather than as a measured zero.
 
-Memory is bounded: frames are decoded and yielded one at a time.  A stream that is cut off (fewer
-frames than the container announces) or damaged (the decoder runs with ``err_detect=explode``,
-so detected damage is an error rather than silent concealment) stops there: the frames decoded
-until then have been yielded and ``truncated`` is True.
+Memory is bounded: frames are decoded and yielded one at a time.  One PyAV detail: a frame whose
+side data (the vectors) has been read is a reference cycle (the frame caches a side-data container
+that points back to it), so its decoded picture is freed by Python's cyclic garbage collector,
+not when the last reference goes.  With a large heap of long-lived objects (torch) full
+collections are rare and hundreds of frames can wait for one; a long run should collect now and
+then, cheaply after ``gc.freeze()`` of its set-up (what ``bmvseg segment`` does).
+
+A stream that is cut off (fewer frames than the container announces) or damaged (the decoder
+runs with ``err_detect=explode``, so detected damage is an error rather than silent concealment)
+stops there: the frames decoded until then have been yielded and ``truncated`` is True.
 """
 
 from __future__ import annotations
