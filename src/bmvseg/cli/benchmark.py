@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
 
     what = "agreement with the per-frame model (fidelity, NOT accuracy)" if args.reference else (
         "mIoU against ground truth")  # fmt: skip
-    cut = f", split after the {model.split}" if getattr(model, "split", None) else ""
+    cut = f", split: {model.split}" if getattr(model, "split", None) else ""
     note = (f"Model `{model_name}` ({weights or 'random'} weights{cut}), {clips[0].name}"
             f"{f' and {len(clips) - 1} more clips' if len(clips) > 1 else ''}, {width}x{height}; "
             f"{what}; throughput on {platform.machine()} {_cpu()} with {torch.get_num_threads()} "

@@ -89,7 +89,8 @@ def segment(
     """Segment ``video`` with ``scheme``, yielding one :class:`FrameResult` per frame in order.
 
     ``model`` is a registered name (see ``bmvseg.models.registry.available_models``) or a model
-    object.  For ``fusion="conv"`` the fusion weights default to those shipped for the model.
+    object.  For ``fusion="conv"`` the fusion weights default to those shipped for the model;
+    ``split`` is :func:`build_engine`'s.
     """
     cfg = EngineConfig(
         scheme=scheme,
