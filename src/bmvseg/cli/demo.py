@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise BmvsegError(f"cannot create {out}: {exc.strerror}") from None
     torch.manual_seed(0)
-    model = build_model(args.model, weights=None if args.weights == "none" else args.weights)
+    model = build_model(args.model, weights=args.weights)
     model = model.to(memory_format=torch.channels_last)
 
     print(f"rendering a {args.frames}-frame {w}x{h} street clip (seed {args.seed}) ...", flush=True)

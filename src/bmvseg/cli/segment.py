@@ -97,8 +97,7 @@ def load_engine(
         flow_preset=args.flow_preset,
         label_stride=args.label_stride,
     )
-    weights = None if args.weights == "none" else args.weights
-    return build_engine(args.model, cfg, weights=weights, device=args.device, split=args.split,
+    return build_engine(args.model, cfg, weights=args.weights, device=args.device, split=args.split,
                         fusion_weights=args.fusion_weights, timer=timer)  # fmt: skip
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 
 from bmvseg.errors import BmvsegError
 
@@ -72,25 +73,11 @@ def run(args: argparse.Namespace) -> int:
         args.epochs = 300
     if args.epochs <= 0 or args.batch_size <= 0 or args.lr <= 0:
         raise BmvsegError("--epochs, --batch-size and --lr must be positive")
+    # Every option named like a TrainConfig field sets it ("command" is the subcommand's name).
+    given = {f.name for f in fields(TrainConfig)} & vars(args).keys() - {"command", "scale"}
     cfg = TrainConfig(
-        dataset=args.dataset,
-        root=args.root,
-        model=args.model,
-        out=args.out,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        crop=args.crop,
+        **{name: getattr(args, name) for name in given},
         scale=tuple(args.scale),
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        time_limit_min=args.time_limit_min,
-        val_split=args.val_split,
-        eval_every=args.eval_every,
-        workers=args.workers,
-        threads=args.threads,
-        seed=args.seed,
-        max_train_images=args.max_train_images,
-        max_val_images=args.max_val_images,
         command=getattr(args, "command_line", None) or "bmvseg " + " ".join(sys.argv[1:]),
     )
     train(cfg, resume=args.resume, progress=not args.no_progress, overrides=overrides)

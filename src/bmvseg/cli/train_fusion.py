@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dataset == "camvid" and not args.root:
         raise BmvsegError("--dataset camvid needs --root")
     torch.manual_seed(args.seed)
-    model = build_model(args.model, weights=None if args.weights == "none" else args.weights)
+    model = build_model(args.model, weights=args.weights)
     rng = np.random.default_rng(args.seed)
     if args.dataset == "camvid":
         train, test = (get_dataset("camvid", args.root, s) for s in ("train", "test"))
