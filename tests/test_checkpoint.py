@@ -97,3 +97,85 @@ def test_missing_and_non_checkpoint_files(tmp_path):
     torch.save([1, 2, 3], lst)
     with pytest.raises(CheckpointError, match="not a bmvseg checkpoint"):
         load_checkpoint(lst, ENetLite(11))
+
+
+def _with_meta(tmp_path, **meta):
+    """A bmvseg-format checkpoint of a valid 3-class ENetLite whose metadata is ``meta``."""
+    path = tmp_path / "meta.pt"
+    save_checkpoint(path, ENetLite(3), {})
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["meta"].update(meta)
+    if "meta" in meta:  # replace the whole dict
+        ckpt["meta"] = meta["meta"]
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("meta", "message"),
+    [
+        ({"num_classes": -3}, r"num_classes must be an integer in \[1, 1000\], not -3"),
+        ({"num_classes": 0}, "num_classes must be an integer"),
+        ({"num_classes": "3"}, "num_classes must be an integer.*'3'"),
+        ({"num_classes": 3.0}, "num_classes must be an integer.*3.0"),
+        ({"num_classes": True}, "num_classes must be an integer"),
+        ({"num_classes": 10**12}, "num_classes must be an integer.*1000000000000"),
+        ({"palette": [[0, 0, 0]] * 2}, "palette has 2 rows for 3 classes"),
+        ({"palette": [[0, 0]] * 3}, "palette must be rows of 3 integers"),
+        ({"palette": [[0, 0, 256]] * 3}, "palette must be rows of 3 integers 0..255"),
+        ({"palette": [[0, -1, 0]] * 3}, "palette must be rows of 3 integers 0..255"),
+        ({"palette": "red"}, "palette must be rows"),
+        ({"class_names": ["a", 2, "c"]}, "class_names must be strings"),
+        ({"class_names": "abc"}, "class_names must be strings"),
+        ({"class_names": ["a", "b"]}, "2 class_names for num_classes=3"),
+        ({"meta": ["not", "a", "dict"]}, "its 'meta' is a list, not a dict"),
+    ],
+)
+def test_bad_metadata_is_refused_before_anything_is_built(tmp_path, meta, message):
+    from bmvseg.models.registry import build_model
+
+    path = _with_meta(tmp_path, **meta)
+    with pytest.raises(CheckpointError, match=message):
+        read_checkpoint(path)
+    with pytest.raises(CheckpointError, match="meta.pt"):
+        build_model("enet_lite", weights=path)  # 10**12 classes would hang allocating
+
+
+def test_valid_metadata_passes(tmp_path):
+    path = _with_meta(tmp_path, palette=[[1, 2, 3]] * 3, class_names=["a", "b", "c"])
+    m = ENetLite(3)
+    load_checkpoint(path, m)
+    assert m.class_names == ("a", "b", "c") and m.palette.tolist() == [[1, 2, 3]] * 3
+
+
+def test_refused_plain_pickle_prints_no_torch_warning(tmp_path, capfd, recwarn):
+    marker = tmp_path / "pwned"
+    raw = tmp_path / "evil.pkl"
+    raw.write_bytes(pickle.dumps(_RunsCode(marker)))
+    with pytest.raises(CheckpointError, match="evil.pkl"):
+        read_checkpoint(raw)
+    assert not marker.exists()
+    assert len(recwarn) == 0
+    out, err = capfd.readouterr()
+    assert "Warning" not in err and "Warning" not in out
+
+
+def test_plain_state_dict_loads_like_pytorch_strict_and_keeps_precision(tmp_path):
+    src = _trained_looking(num_classes=5)
+    state = src.state_dict()
+    published = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    path = tmp_path / "published.pth"
+    torch.save(published, path)
+    dst = ENetLite(5).eval()
+    load_checkpoint(path, dst)
+    for k, v in dst.state_dict().items():
+        if not k.endswith("num_batches_tracked"):
+            assert torch.equal(v, state[k]), k  # bit-exact: no fp16 round trip
+    x = torch.randn(1, 3, 40, 56)
+    with torch.inference_mode():
+        assert torch.equal(src(x), dst(x))
+    # any other missing key stays an error, as in PyTorch's strict loading
+    del published["head.1.bias"]
+    torch.save(published, path)
+    with pytest.raises(CheckpointError, match=r"missing keys \['head\.1\.bias'\]"):
+        load_checkpoint(path, ENetLite(5))

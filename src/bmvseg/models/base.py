@@ -4,6 +4,26 @@
 frame, on features that are either fresh or warped.  Features are a tuple of tensors, each
 ``(N, C_i, H / s_i, W / s_i)`` (rounded up) at stride ``s_i = strides[i]``, so the warp can scale a
 motion field to each of them.  Images reach ``features`` already normalised by ``preprocess``.
+
+Most task networks end in "class scores at the feature resolution, then a bilinear upsample":
+such a model implements ``logits(feats)`` (low resolution, ``(N, K, h, w)``) and inherits
+``task`` = bilinear upsample of ``logits`` (align_corners=False), so callers that want the
+low-resolution scores (a cheaper arg-max) can ask for them.  A model whose task is not that
+overrides ``task`` and leaves ``logits`` unimplemented; ``has_lowres_logits`` tells which.
+
+Conventions are declared as attributes, not coded in ``features``:
+
+- input: ``channel_order`` ("RGB" or "BGR"), ``scale`` (1/255 or 1: what multiplies the uint8
+  pixel), then ``(x - mean) / std`` per channel, in the model's channel order.  ``preprocess``
+  honours them.
+- output: ``void_index`` (a model output that is not a class: ignore/void/background-to-drop)
+  and ``class_map`` (model output i -> reported class ``class_map[i]``, None = drop).  They are
+  applied by :meth:`SegmentationModel.map_outputs`, which every ``logits`` / ``task`` of a model
+  that declares them calls last (the models in this package do): the void output is *removed*,
+  not set to -inf, and several outputs mapped to one class are merged by their maximum.  So
+  ``num_classes``, ``class_names`` and ``palette`` always describe the reported classes, the
+  arg-max can never pick void, and every label id is < ``num_classes``.  A reported class that
+  no output maps to gets -inf (never predicted).
 """
 
 from __future__ import annotations
@@ -12,27 +32,51 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 Features = tuple[torch.Tensor, ...]
+CHANNEL_ORDERS = ("RGB", "BGR")
+
+
+def upsample(logits: torch.Tensor, out_size: Sequence[int]) -> torch.Tensor:
+    """Bilinear resize to ``out_size`` (H, W), align_corners=False: the one used for logits."""
+    if tuple(logits.shape[-2:]) == tuple(out_size):
+        return logits
+    return F.interpolate(logits, size=tuple(out_size), mode="bilinear", align_corners=False)
 
 
 class SegmentationModel(nn.Module):
-    """Base class: subclasses set the attributes below and implement ``features`` and ``task``."""
+    """Base class: subclasses set the attributes below and implement ``features`` and ``logits``
+    (or ``task``)."""
 
     num_classes: int
     class_names: Sequence[str]
     palette: np.ndarray  # (num_classes, 3) uint8 RGB
     strides: tuple[int, ...]  # stride of each tensor that ``features`` returns
+    channel_order: str = "RGB"
+    scale: float = 1.0 / 255.0
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    void_index: int | None = None
+    class_map: tuple[int | None, ...] | None = None
 
-    def features(self, image: torch.Tensor) -> Features:  # pragma: no cover - abstract
+    def features(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:  # pragma: no cover
         raise NotImplementedError
 
-    def task(self, feats: Features, out_size: tuple[int, int]) -> torch.Tensor:  # pragma: no cover
+    def logits(self, feats: Features) -> torch.Tensor:
+        """Class scores ``(N, num_classes, h, w)`` at the feature resolution."""
+        raise NotImplementedError(f"{type(self).__name__} has no low-resolution logits")
+
+    def task(self, feats: Features, out_size: tuple[int, int]) -> torch.Tensor:
         """Logits ``(N, num_classes, *out_size)``; ``out_size`` is (H, W) of the input image."""
-        raise NotImplementedError
+        return upsample(self.logits(feats), out_size)
+
+    @property
+    def has_lowres_logits(self) -> bool:
+        """True when ``task`` is exactly a bilinear upsample of ``logits``."""
+        cls = type(self)
+        return cls.logits is not SegmentationModel.logits and cls.task is SegmentationModel.task
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.task(self.features(image), tuple(image.shape[-2:]))
@@ -43,12 +87,75 @@ class SegmentationModel(nn.Module):
         return max(self.strides)
 
     def preprocess(self, rgb: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """(H, W, 3) or (N, H, W, 3) uint8 RGB -> normalised (N, 3, H, W) float."""
+        """(H, W, 3) or (N, H, W, 3) uint8 RGB -> (N, 3, H, W) float as the model expects it."""
         t = torch.as_tensor(rgb)
         if t.ndim == 3:
             t = t.unsqueeze(0)
         p = next(self.parameters())
-        t = t.to(p.device).permute(0, 3, 1, 2).float().div_(255.0)
+        t = t.to(p.device).permute(0, 3, 1, 2)
+        if self.channel_order == "BGR":
+            t = t.flip(1)
+        t = t.float().mul_(self.scale)
         mean = torch.tensor(self.mean, device=p.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=p.device).view(1, 3, 1, 1)
         return ((t - mean) / std).contiguous(memory_format=torch.channels_last)
+
+    def map_outputs(self, raw: torch.Tensor) -> torch.Tensor:
+        """Apply ``void_index`` / ``class_map`` to raw network outputs (identity without them)."""
+        groups = _output_groups(raw.shape[1], self.void_index, self.class_map)
+        if groups is None:
+            return raw
+        if all(len(g) == 1 for g in groups):
+            return raw[:, [g[0] for g in groups]]
+        empty = raw.new_full((raw.shape[0], 1, *raw.shape[2:]), float("-inf"))
+        return torch.cat([raw[:, g].amax(1, keepdim=True) if g else empty for g in groups], 1)
+
+
+def _output_groups(
+    n_raw: int, void_index: int | None, class_map: Sequence[int | None] | None
+) -> list[list[int]] | None:
+    """For each reported class, the raw outputs merged into it; None = outputs are the classes."""
+    if void_index is None and class_map is None:
+        return None
+    cmap = list(class_map) if class_map is not None else _drop(n_raw, void_index)
+    if void_index is not None:
+        cmap[void_index] = None
+    n = max((c for c in cmap if c is not None), default=-1) + 1
+    groups: list[list[int]] = [[] for _ in range(n)]
+    for i, c in enumerate(cmap):
+        if c is not None:
+            groups[c].append(i)
+    return groups
+
+
+def _drop(n_raw: int, void_index: int | None) -> list[int | None]:
+    """The class map that removes ``void_index`` and closes the gap."""
+    return [None if i == void_index else i - (void_index is not None and i > void_index)
+            for i in range(n_raw)]  # fmt: skip
+
+
+def check_output_conventions(
+    n_raw: int, void_index: int | None, class_map: Sequence[int | None] | None
+) -> int:
+    """Validate the declared output conventions for a network of ``n_raw`` outputs and return
+    the number of reported classes; :class:`~bmvseg.errors.BmvsegError` names what is wrong."""
+    from bmvseg.errors import BmvsegError
+
+    if void_index is not None and not (
+        isinstance(void_index, int) and not isinstance(void_index, bool) and 0 <= void_index < n_raw
+    ):
+        raise BmvsegError(f"void_index={void_index!r} is not an output of a {n_raw}-output network")
+    if class_map is not None:
+        cmap = list(class_map)
+        if len(cmap) != n_raw:
+            raise BmvsegError(
+                f"class_map has {len(cmap)} entries but the network has {n_raw} outputs"
+            )
+        bad = [c for c in cmap if c is not None and (not isinstance(c, int) or c < 0)]
+        if bad:
+            raise BmvsegError(f"class_map entries must be class ids >= 0 or None, not {bad[0]!r}")
+    groups = _output_groups(n_raw, void_index, class_map)
+    n = n_raw if groups is None else len(groups)
+    if n < 1:
+        raise BmvsegError("the output conventions leave no class to report")
+    return n

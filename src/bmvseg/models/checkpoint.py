@@ -7,7 +7,14 @@ on load.  ``meta`` holds at least ``architecture``, ``num_classes``, ``class_nam
 ``palette``; training adds the command, time and metrics.
 
 Loading uses ``torch.load(..., weights_only=True)`` only: a file whose pickle would construct
-arbitrary objects (run code) is refused with :class:`CheckpointError`, never executed.
+arbitrary objects (run code) is refused with :class:`CheckpointError`, never executed (and
+without torch's own warnings about the pickle).  ``meta`` is validated before anything is built
+from it (:func:`validate_meta`): a class count of 10**12 must be refused, not allocated.
+
+A plain PyTorch ``state_dict`` (``torch.save(model.state_dict())``, as published) loads like
+PyTorch's strict ``load_state_dict``: every key must match, except BatchNorm's
+``num_batches_tracked``, which PyTorch also fills in when a file predates it.  Its tensors keep
+their precision (only :func:`save_checkpoint` stores fp16).
 
 Inference, the fast way on CPU::
 
@@ -22,6 +29,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +39,8 @@ from torch import nn
 from bmvseg.errors import CheckpointError
 
 FORMAT = "bmvseg-checkpoint"
+MAX_CLASSES = 1000  # more outputs than any segmentation label set; bounds what a file may ask for
+OPTIONAL_KEY = "num_batches_tracked"  # the one key PyTorch's strict loading lets a file lack
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
@@ -83,7 +93,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about plain pickles before refusing them
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # torch's message advises weights_only=False, the unsafe option: keep only what it found.
         found = [ln.strip() for ln in str(exc).splitlines() if "GLOBAL" in ln]
@@ -98,10 +110,56 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{type(exc).__name__}: {first})"
         ) from None
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        if not isinstance(obj.get("state_dict"), dict):
+            raise CheckpointError(f"{path}: its 'state_dict' is not a dict of tensors")
+        if obj.get("meta") is None:
+            obj["meta"] = {}
+        validate_meta(obj["meta"], path)
         return obj
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         return {"format": FORMAT, "version": 0, "state_dict": obj, "meta": {}}  # bare state_dict
     raise CheckpointError(f"{path} is not a bmvseg checkpoint (no weights found in it)")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def validate_meta(meta: Any, path: str | Path) -> None:
+    """Refuse metadata of the wrong type or range with a :class:`CheckpointError` naming it.
+
+    ``num_classes``: an int in [1, MAX_CLASSES] or None; ``class_names``: strings, one per class
+    (or empty); ``palette``: ``(num_classes, 3)`` integers 0..255 (or None).
+    """
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: its 'meta' is a {type(meta).__name__}, not a dict")
+    n = meta.get("num_classes")
+    if n is not None and not (_is_int(n) and 1 <= n <= MAX_CLASSES):
+        raise CheckpointError(
+            f"{path}: num_classes must be an integer in [1, {MAX_CLASSES}], not {n!r:.40}"
+        )
+    names = meta.get("class_names")
+    if names is not None:
+        if not isinstance(names, (list, tuple)) or not all(isinstance(c, str) for c in names):
+            raise CheckpointError(f"{path}: class_names must be strings, not {names!r:.60}")
+        if names and n is not None and len(names) != n:
+            raise CheckpointError(f"{path}: {len(names)} class_names for num_classes={n}")
+        n = n if n is not None or not names else len(names)
+    pal = meta.get("palette")
+    if pal is not None:
+        rows = pal if isinstance(pal, (list, tuple)) else None
+        ok = rows is not None and all(
+            isinstance(r, (list, tuple))
+            and len(r) == 3
+            and all(_is_int(v) and 0 <= v < 256 for v in r)
+            for r in rows
+        )
+        if not ok:
+            raise CheckpointError(
+                f"{path}: palette must be rows of 3 integers 0..255, not {pal!r:.50}"
+            )
+        if n is not None and len(rows) != n:
+            raise CheckpointError(f"{path}: palette has {len(rows)} rows for {n} classes")
 
 
 def load_checkpoint(path: str | Path, model: nn.Module) -> dict[str, Any]:
@@ -122,8 +180,8 @@ def load_checkpoint(path: str | Path, model: nn.Module) -> dict[str, Any]:
     arch = meta.get("architecture")
     if arch and arch != type(model).__name__:
         raise CheckpointError(f"{path} is for architecture {arch}, not {type(model).__name__}")
-    src, dst = ckpt["state_dict"], model.state_dict()
-    missing = [k for k in dst if k not in src]
+    src, dst = dict(ckpt["state_dict"]), model.state_dict()
+    missing = [k for k in dst if k not in src and k.rsplit(".", 1)[-1] != OPTIONAL_KEY]
     unexpected = [k for k in src if k not in dst]
     if missing or unexpected:
         raise CheckpointError(
@@ -132,12 +190,14 @@ def load_checkpoint(path: str | Path, model: nn.Module) -> dict[str, Any]:
             f"unexpected keys {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}"
         )
     for k, v in dst.items():
-        if src[k].shape != v.shape:
+        if k in src and src[k].shape != v.shape:
             raise CheckpointError(
                 f"{path} does not match {type(model).__name__}: key {k!r} has shape "
                 f"{tuple(src[k].shape)} in the file but the model expects {tuple(v.shape)}"
             )
-    model.load_state_dict({k: src[k].to(dst[k].dtype) for k in dst})
+    # a plain dict (no ``_metadata``): BatchNorm fills a missing num_batches_tracked, as PyTorch
+    # does for files that predate it; everything else is strict
+    model.load_state_dict({k: src[k].to(dst[k].dtype) for k in dst if k in src}, strict=True)
     if meta.get("class_names"):
         model.class_names = tuple(meta["class_names"])
     if meta.get("palette") is not None:

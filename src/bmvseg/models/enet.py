@@ -123,7 +123,8 @@ class ENetLite(SegmentationModel):
     """ENet encoder + LinkNet-style decoder to stride 4 (features) + 1x1 classifier (task).
 
     ``features(image)`` -> ``(f,)`` with ``f`` of shape ``(N, 64, ceil(H/4), ceil(W/4))``.
-    ``task((f,), (H, W))`` -> logits ``(N, num_classes, H, W)``.
+    ``logits((f,))`` -> ``(N, num_classes, ceil(H/4), ceil(W/4))``; ``task((f,), (H, W))`` -> the
+    same upsampled bilinearly to ``(N, num_classes, H, W)``.
     """
 
     strides = (4,)
@@ -169,9 +170,8 @@ class ENetLite(SegmentationModel):
         )
         return (self.decoder(self.up_act(up + s4)),)
 
-    def task(self, feats: Features, out_size: tuple[int, int]) -> torch.Tensor:
-        logits = self.head(feats[0])
-        return F.interpolate(logits, size=tuple(out_size), mode="bilinear", align_corners=False)
+    def logits(self, feats: Features) -> torch.Tensor:
+        return self.head(feats[0])  # task = the base class's bilinear upsample of these
 
 
 def build_enet_lite(*, num_classes: int | None = None) -> ENetLite:

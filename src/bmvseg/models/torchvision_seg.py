@@ -26,7 +26,7 @@ imported only when a model is built.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,9 +103,6 @@ class _TorchvisionSeg(SegmentationModel):
             x = m(x)
         return x
 
-    @staticmethod
-    def _up(logits: torch.Tensor, out_size: Sequence[int]) -> torch.Tensor:
-        return F.interpolate(logits, size=tuple(out_size), mode="bilinear", align_corners=False)
 
 
 class DeepLabV3Seg(_TorchvisionSeg):
@@ -115,8 +112,8 @@ class DeepLabV3Seg(_TorchvisionSeg):
         x = self.backbone(image)["out"]
         return (self._head(x, 0, 1),) if self.split == "context" else (x,)
 
-    def task(self, feats: Features, out_size: tuple[int, int]) -> torch.Tensor:
-        return self._up(self._head(feats[0], 1 if self.split == "context" else 0), out_size)
+    def logits(self, feats: Features) -> torch.Tensor:
+        return self._head(feats[0], 1 if self.split == "context" else 0)
 
 
 class FCNSeg(_TorchvisionSeg):
@@ -126,8 +123,8 @@ class FCNSeg(_TorchvisionSeg):
         x = self.backbone(image)["out"]
         return (self._head(x, 0, 3),) if self.split == "context" else (x,)
 
-    def task(self, feats: Features, out_size: tuple[int, int]) -> torch.Tensor:
-        return self._up(self._head(feats[0], 3 if self.split == "context" else 0), out_size)
+    def logits(self, feats: Features) -> torch.Tensor:
+        return self._head(feats[0], 3 if self.split == "context" else 0)
 
 
 class LRASPPSeg(_TorchvisionSeg):
@@ -141,13 +138,13 @@ class LRASPPSeg(_TorchvisionSeg):
             high = head.cbr(high) * head.scale(high)
         return (low, high)
 
-    def task(self, feats: Features, out_size: tuple[int, int]) -> torch.Tensor:
+    def logits(self, feats: Features) -> torch.Tensor:
         low, high = feats
         if self.split == "backbone":
-            return self._up(self.classifier({"low": low, "high": high}), out_size)
+            return self.classifier({"low": low, "high": high})
         head = self.classifier
         x = F.interpolate(high, size=low.shape[-2:], mode="bilinear", align_corners=False)
-        return self._up(head.low_classifier(low) + head.high_classifier(x), out_size)
+        return head.low_classifier(low) + head.high_classifier(x)
 
 
 @dataclass(frozen=True)
