@@ -134,9 +134,13 @@ def test_existing_output_is_refused_then_replaced_only_when_asked(tmp_path, shor
     assert "missing.pt" in _one_line(capsys.readouterr().err)
     assert _labels(out) == before and (out / "summary.json").read_bytes() == summary
 
-    (out / "labels" / "stale.txt").write_text("from an older run")
+    (out / "labels" / "notes.txt").write_text("the user's, not ours")
+    (out / "labels" / f"{99:06d}.png").write_bytes(b"a label of an older run of ours")
     assert main(_argv(short, out, weights, "--no-overlay", "--overwrite")) == 0
-    assert _labels(out) == before  # the stale file is gone, the labels are the same
+    assert (out / "labels" / "notes.txt").read_text() == "the user's, not ours"  # never ours
+    labels = _labels(out)
+    del labels["notes.txt"]
+    assert labels == before  # our stale label is gone, the labels are the same
     assert json.loads((out / "summary.json").read_text())["complete"] is True
 
 

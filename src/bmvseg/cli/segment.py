@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import json
 import platform
 import time
 from collections.abc import Iterator
@@ -15,9 +14,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bmvseg.cli.rundir import RunDir
 from bmvseg.data.classes import blend
 from bmvseg.errors import BmvsegError
+from bmvseg.output import RunDir, claim_output_dir, input_fingerprint
 from bmvseg.schemes.engine import DIS_PRESETS, SCHEMES, Engine, EngineConfig, FrameResult
 from bmvseg.schemes.fusion import FUSIONS
 from bmvseg.schemes.segment import DEFAULT_MODEL, build_engine
@@ -115,9 +114,10 @@ def run(args: argparse.Namespace) -> int:
             f"{reader.width}x{reader.height} orientation",
             flush=True,
         )
+    # What --resume must find unchanged: the input by its content (a path and a size do not
+    # tell two clips apart), and every option that changes the labels.
     identity = {
-        "video": str(video.resolve()),
-        "video_bytes": video.stat().st_size,
+        "video_fingerprint": input_fingerprint(video),
         "model": args.model,
         "weights": args.weights,
         "split": args.split,
@@ -133,14 +133,20 @@ def run(args: argparse.Namespace) -> int:
     # checkpoint or a different run must not cost an existing output its files.
     timer = StageTimer()
     engine = load_engine(args, args.scheme, args.keyframe_interval, args.fusion, timer)
-    if args.resume:
-        _check_same_run(Path(args.output), identity)
-    out = RunDir(args.output, resume=args.resume, overwrite=args.overwrite)
+    out: RunDir = claim_output_dir(
+        args.output,
+        "segment",
+        identity,
+        inputs=[video],
+        resume=args.resume,
+        overwrite=args.overwrite,
+    )
     resume_from = 0
     if args.resume:
         done = out.done_prefix()
         resume_from = done - done % args.keyframe_interval
-    out.write_json("run.json", identity)
+    about = {"video": str(video.resolve()), "video_bytes": video.stat().st_size}
+    out.write_json("run.json", {**about, **identity})
     palette = engine.model.palette
     overlay = None
     overlay_final = out.path / "overlay.mp4"
@@ -190,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
             overlay_tmp.unlink(missing_ok=True)
     wall = time.perf_counter() - t0
     summary = {
+        **about,
         **identity,
         "complete": True,
         "stream_ended_early": reader.truncated,
@@ -211,20 +218,6 @@ def run(args: argparse.Namespace) -> int:
     ended = " (the stream ended early: it is truncated or corrupt)" if reader.truncated else ""
     print(f"{count} frames in {wall:.1f} s ({summary['fps']} fps){ended}; output in {out.path}")
     return 0
-
-
-def _check_same_run(path: Path, identity: dict) -> None:
-    """``--resume`` continues only the run ``path/run.json`` describes."""
-    try:
-        previous = json.loads((path / "run.json").read_text())
-    except (OSError, ValueError):
-        return
-    if previous != identity:
-        changed = sorted(k for k in identity if previous.get(k) != identity[k])
-        raise BmvsegError(
-            f"{path} holds a different run ({', '.join(changed)} differ); "
-            "use --overwrite or another directory"
-        )
 
 
 def _even(rgb: np.ndarray) -> np.ndarray:
