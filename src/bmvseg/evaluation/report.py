@@ -16,6 +16,7 @@ from bmvseg.evaluation.sweep import FUSION_TABLE_DISTANCES, AccuracySweep, Varia
 from bmvseg.evaluation.throughput import Throughput  # noqa: E402
 
 COLUMNS = ("scheme", "fusion", "interval", "miou_avg", "miou_min", "fps", "speedup")
+PHASE_COLUMNS = ("scheme", "fusion", "interval", "phase", "miou", "frames")
 METRICS = (
     ("mIoU avg (%)", "miou_avg", "{:.1f}"),
     ("mIoU min (%)", "miou_min", "{:.1f}"),
@@ -49,9 +50,9 @@ def rows(sweep: AccuracySweep, variants: list[Variant], intervals: list[int],
     return out
 
 
-def write_csv(path: Path, table: list[dict]) -> None:
+def write_csv(path: Path, table: list[dict], columns: tuple[str, ...] = COLUMNS) -> None:
     with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=COLUMNS)
+        w = csv.DictWriter(fh, fieldnames=columns)
         w.writeheader()
         w.writerows(table)
 

@@ -1,13 +1,23 @@
-"""The accuracy sweep of the paper's protocol, with every expensive step done once.
+"""The accuracy sweep of the paper's protocol: the streaming engine run at every phase.
 
-For a labelled frame ``t``, keyframe interval ``n`` and offset ``p`` the previous keyframe is
-``k = t - p`` and the next is ``k + n``; the pair ``(n, p)`` is evaluated for ``t`` only when
-both keyframes lie inside the clip (so every scheme is scored on the same frames).  ``p = 0``
-is the keyframe itself, where every scheme equals per-frame.  Per clip, the feature network runs
-once per frame, motion is read once, each forward chain from a keyframe is shared by prop-BMV
-and every inter-BMV interval, and each prop-BMV / prop-flow result is shared by every ``n > p``.
-Results are confusion matrices per ``(scheme, fusion, n, p)``, built with the same propagation
-code as the streaming engine (:mod:`bmvseg.schemes.propagation`, :mod:`bmvseg.schemes.fusion`).
+For keyframe interval ``n`` and phase ``phi`` the keyframes are the frames ``k`` with
+``k % n == phi`` (what ``bmvseg segment -k n`` runs is phase 0).  A frame ``t`` is scored at
+``(n, phi)`` when both keyframes around it lie inside the clip: the previous one
+``k = t - p`` (``p = (t - phi) % n``, the offset) and the next one ``k + n``.  Scoring every
+labelled frame at every phase is the paper's protocol of scoring every offset ``p``, and each
+result is exactly what :class:`~bmvseg.schemes.engine.Engine` yields for that frame when run at
+that phase: the sweep runs the engine on the range from ``k`` (ranges give a whole run's labels)
+asking only for ``t``.
+
+Economy without a second copy of any scheme: the engines share one cache of feature-network
+outputs (each frame's features computed once) and one memoising
+:class:`~bmvseg.schemes.propagation.Carrier` (each frame's motion turned into flows once, each
+chain from a keyframe to a frame warped once, shared by prop-BMV, every inter-BMV fusion and
+every ``(n, phi)`` that needs it).  Caches only keep frames within the longest interval of the
+frame being scored, so memory does not grow with the clip.
+
+Results are confusion matrices per ``(scheme, fusion, n, p)`` (the paper's avg and min over
+offsets) and per ``(scheme, fusion, n, phi)`` (``phases.csv``).
 """
 
 from __future__ import annotations
@@ -16,7 +26,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -24,19 +33,12 @@ from tqdm import tqdm
 from bmvseg.evaluation.clips import EvalClip
 from bmvseg.evaluation.metrics import ConfusionMatrix
 from bmvseg.models.base import Features, SegmentationModel
-from bmvseg.schemes.engine import DIS_PRESETS, logits_to_labels, task_logits
-from bmvseg.schemes.fusion import ConvFusion, fuse
-from bmvseg.schemes.propagation import (
-    Chain,
-    Flows,
-    dense_flows,
-    field_flows,
-    reverse,
-    warp_features,
-)
-from bmvseg.video.reader import VideoReader
+from bmvseg.schemes.engine import Engine, EngineConfig
+from bmvseg.schemes.fusion import ConvFusion
+from bmvseg.schemes.propagation import Carrier, Flows, field_flows
+from bmvseg.video.reader import Frame, VideoReader
 
-Key = tuple[str, str, int, int]  # (scheme, fusion, interval, offset)
+Key = tuple[str, str, int, int]  # (scheme, fusion, interval, offset or phase)
 FUSION_TABLE_DISTANCES = (1, 2, 3, 4)
 
 
@@ -48,6 +50,43 @@ class Variant:
     @property
     def label(self) -> str:
         return f"{self.scheme} ({self.fusion})" if self.fusion else self.scheme
+
+
+def scored_key(t: int, n: int, phase: int, frames: int) -> int | None:
+    """The previous keyframe of frame ``t`` at ``(n, phase)`` if ``t`` is scored there, else None.
+
+    Scored: both keyframes around ``t`` lie inside a clip of ``frames`` frames.
+    """
+    k = t - (t - phase) % n
+    return k if k >= 0 and k + n <= frames - 1 else None
+
+
+class _Clip:
+    """One clip's frames with the caches every engine run over it shares."""
+
+    def __init__(self, model: SegmentationModel, frames: list[Frame], accumulate: bool) -> None:
+        self.model = model
+        self.frames = frames
+        self.feats: dict[int, Features] = {}
+        self.flows: dict[int, Flows] = {}
+        self.carrier = Carrier(self.flows_of, accumulate=accumulate, memo=True)
+
+    def features(self, frame: Frame) -> Features:
+        i = frame.index
+        if i not in self.feats:
+            self.feats[i] = self.model.features(self.model.preprocess(frame.image))
+        return self.feats[i]
+
+    def flows_of(self, j: int, like: Features) -> Flows:
+        if j not in self.flows:
+            self.flows[j] = field_flows(self.frames[j].motion, like, self.model.strides)
+        return self.flows[j]
+
+    def forget_before(self, index: int) -> None:
+        self.carrier.forget_before(index)
+        for cache in (self.feats, self.flows):
+            for i in [i for i in cache if i < index]:
+                del cache[i]
 
 
 class AccuracySweep:
@@ -66,14 +105,15 @@ class AccuracySweep:
         label_stride: int = 1,
     ) -> None:
         self.model = model
-        self.variants = list(variants)
+        self.variants = [v for v in variants if v.scheme != "per-frame"]
         self.intervals = sorted(set(intervals))
         self.conv = conv
-        self.accumulate = accumulate
-        self.label_stride = label_stride
-        self.dis = cv2.DISOpticalFlow_create(DIS_PRESETS[flow_preset])
+        self.config = {"flow_preset": flow_preset, "accumulate": accumulate,
+                       "label_stride": label_stride}  # fmt: skip
         k = model.num_classes
         self.cms: dict[Key, ConfusionMatrix] = defaultdict(lambda: ConfusionMatrix(k))
+        self.phase_cms: dict[Key, ConfusionMatrix] = defaultdict(lambda: ConfusionMatrix(k))
+        self.phase_frames: dict[Key, int] = defaultdict(int)
         self.per_frame = ConfusionMatrix(k)
         self.fusion_cms: dict[tuple[str, int], ConfusionMatrix] = defaultdict(
             lambda: ConfusionMatrix(k)
@@ -82,12 +122,17 @@ class AccuracySweep:
         self.examples: dict[str, list[np.ndarray]] | None = None
         self.frames_scored = 0
 
-    # -- helpers -------------------------------------------------------------------------------
-    def _labels(self, feats: Features, hw: tuple[int, int]) -> np.ndarray:
-        return logits_to_labels(task_logits(self.model, feats, hw, self.label_stride), hw)
+    def engine(self, clip: _Clip, scheme: str, fusion: str, n: int, phase: int) -> Engine:
+        """The engine users run, at ``(n, phase)``, on the clip's shared caches."""
+        cfg = EngineConfig(scheme=scheme, interval=n, phase=phase, fusion=fusion or "avg",
+                           **self.config)  # fmt: skip
+        return Engine(self.model, cfg, self.conv, features=clip.features, carrier=clip.carrier)
 
-    def _wants(self, scheme: str) -> list[Variant]:
-        return [v for v in self.variants if v.scheme == scheme]
+    def run_one(self, clip: _Clip, v: Variant, n: int, k: int, t: int) -> np.ndarray:
+        """Labels of frame ``t`` from the engine started at keyframe ``k`` (phase ``k % n``)."""
+        engine = self.engine(clip, v.scheme, v.fusion, n, k % n)
+        (res,) = engine.run(iter(clip.frames[k : k + n + 1]), start=k, end=t + 1, wanted={t})
+        return res.labels
 
     # -- one clip --------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -96,127 +141,72 @@ class AccuracySweep:
         with VideoReader(clip.video) as reader:
             frames = list(reader.frames(images=True, end=max_frames))
         T = len(frames)
-        hw = frames[0].image.shape[:2]
-        strides = self.model.strides
-        feat_cache: dict[int, Features] = {}
-
-        def feats(i: int) -> Features:
-            if i not in feat_cache:
-                img = self.model.preprocess(frames[i].image)
-                feat_cache[i] = self.model.features(img)
-            return feat_cache[i]
-
-        flow_cache: dict[int, Flows] = {}
-
-        def flows(j: int) -> Flows:
-            """Frame j's motion field as flows on the feature grid, built once per clip frame."""
-            if j not in flow_cache:
-                shapes = next(iter(feat_cache.values()))  # every frame's features: same shapes
-                flow_cache[j] = field_flows(frames[j].motion, shapes, strides)
-            return flow_cache[j]
-
-        per_frame = {}
-        wanted = range(T) if clip.labels is None else [t for t in clip.labels if t < T]
-        for t in tqdm(wanted, desc=f"{clip.name}: per-frame", leave=False):
-            per_frame[t] = self._labels(feats(t), hw)
-        targets = per_frame if clip.labels is None else {t: clip.labels[t] for t in wanted}
-        for t, lab in per_frame.items():
-            self.per_frame.update(lab, targets[t])
-        self.frames_scored += len(targets)
-
+        shared = _Clip(self.model, frames, bool(self.config["accumulate"]))
+        per_frame_engine = self.engine(shared, "per-frame", "", 1, 0)
+        wanted = range(T) if clip.labels is None else sorted(t for t in clip.labels if t < T)
         maxn = max(self.intervals)
-        gray = {}
-        keys = sorted({t - p for t in targets for p in range(1, maxn) if t - p >= 0})
-        ex_k = self._example_key(T)
-        for k in tqdm(keys, desc=f"{clip.name}: propagation", leave=False):
-            chain = Chain(feats(k), self.accumulate)
-            fwd: dict[int, Features] = {}
-            for p in range(1, min(maxn, T - k)):
-                fwd[p] = chain.step(flows(k + p))
-            fwd_labels: dict[int, np.ndarray] = {}
-            for p, f in fwd.items():
-                t = k + p
-                ns = [n for n in self.intervals if n > p and k + n <= T - 1]
-                if t not in targets or not ns:
-                    continue
-                if self._wants("prop-bmv") or self._wants("inter-bmv"):
-                    fwd_labels[p] = self._labels(f, hw)
-                    for n in ns:
-                        self.cms["prop-bmv", "", n, p].update(fwd_labels[p], targets[t])
-                if self._wants("prop-flow"):
-                    for i in (k, t):
-                        if i not in gray:
-                            gray[i] = cv2.cvtColor(frames[i].image, cv2.COLOR_RGB2GRAY)
-                    flow = self.dis.calc(gray[t], gray[k], None)
-                    lab = self._labels(
-                        warp_features(feats(k), dense_flows(flow, feats(k), strides)), hw
-                    )
-                    for n in ns:
-                        self.cms["prop-flow", "", n, p].update(lab, targets[t])
-                    if k == ex_k and p < self.example_interval:
-                        self._example("prop-flow", p, lab)
-            if self._wants("inter-bmv"):
-                self._interpolate(k, T, feats, flows, fwd, fwd_labels, targets, hw, ex_k)
-            for cache in (feat_cache, flow_cache):  # keyframes only move forward
-                for i in [i for i in cache if i < k]:
-                    del cache[i]
-            gray = {i: g for i, g in gray.items() if i >= k}
-        if ex_k is not None and self.examples is not None and "images" not in self.examples:
-            self.examples["images"] = [frames[ex_k + p].image for p in range(self.example_interval)]
-            self.examples["per-frame"] = [
-                self._labels(feats(ex_k + p), hw) for p in range(self.example_interval)
-            ]
-            self.examples["ground truth"] = [
-                targets.get(ex_k + p) for p in range(self.example_interval)
-            ]
-            for row in self.examples.values():  # the keyframe itself is per-frame everywhere
-                if row[0] is None:
-                    row[0] = self.examples["per-frame"][0]
+        per_frame: dict[int, np.ndarray] = {}
+        for t in tqdm(wanted, desc=f"{clip.name}: schemes at every phase", leave=False):
+            shared.forget_before(t - maxn)
+            (res,) = per_frame_engine.run(iter([frames[t]]), start=t, end=t + 1)
+            per_frame[t] = res.labels
+            target = per_frame[t] if clip.labels is None else clip.labels[t]
+            self.per_frame.update(per_frame[t], target)
+            self.frames_scored += 1
+            for n in self.intervals:
+                if n > 1:
+                    self._score(shared, t, n, per_frame[t], target)
+        self._add_examples(shared, clip.labels)
         return per_frame
 
-    def _interpolate(self, k, T, feats, flows, fwd, fwd_labels, targets, hw, ex_k) -> None:
-        for n in self.intervals:
-            if n < 2 or k + n > T - 1:
+    def _score(self, clip: _Clip, t: int, n: int, keyframe_labels: np.ndarray,
+               target: np.ndarray) -> None:  # fmt: skip
+        """Frame ``t`` at every phase of interval ``n`` that scores it."""
+        T = len(clip.frames)
+        for p in range(n):
+            k = t - p
+            if k < 0 or k + n > T - 1:
                 continue
-            ps = [p for p in range(1, n) if k + p in targets]
-            if not ps:
-                continue
-            nxt = feats(k + n)
-            chain = Chain(nxt, self.accumulate)
-            bwd: dict[int, Features] = {}
-            for j in range(k + n, k + min(ps), -1):  # undo the motion of frame j: lands on j-1
-                bwd[j - 1 - k] = chain.step(reverse(flows(j)))
-            for p in ps:
-                t = k + p
-                for v in self._wants("inter-bmv"):
-                    lab = self._labels(fuse(fwd[p], bwd[p], p, n, v.fusion, self.conv), hw)
-                    self.cms["inter-bmv", v.fusion, n, p].update(lab, targets[t])
-                    if (
-                        k == ex_k
-                        and n == self.example_interval
-                        and v == self._wants("inter-bmv")[0]
-                    ):
-                        self._example(v.label, p, lab)
-                if n == 2 * p and p in FUSION_TABLE_DISTANCES:
-                    self.fusion_cms["forward", p].update(fwd_labels[p], targets[t])
-                    self.fusion_cms["backward", p].update(self._labels(bwd[p], hw), targets[t])
+            for v in self.variants:
+                # On its keyframe every scheme is the per-frame model (tested in test_engine).
+                labels = keyframe_labels if p == 0 else self.run_one(clip, v, n, k, t)
+                self.cms[v.scheme, v.fusion, n, p].update(labels, target)
+                self.phase_cms[v.scheme, v.fusion, n, k % n].update(labels, target)
+                self.phase_frames[v.scheme, v.fusion, n, k % n] += 1
+            if p and n == 2 * p and p in FUSION_TABLE_DISTANCES:
+                hw = target.shape
+                self.fusion_cms["forward", p].update(self._carried(clip, k, t, hw), target)
+                self.fusion_cms["backward", p].update(self._carried(clip, k + n, t, hw), target)
 
-    def _example_key(self, T: int) -> int | None:
-        """The keyframe of the stretch shown in examples.png: mid-clip, first clip only."""
-        n = self.example_interval
-        if self.examples is not None or T < 2 * n + 1:
-            return None
-        self.examples = {}
-        return max(0, (T - n) // 2 - 1)
+    def _carried(self, clip: _Clip, origin: int, t: int, hw: tuple[int, int]) -> np.ndarray:
+        """Labels of ``t`` from one keyframe's features carried alone (the fusion table)."""
+        feats = clip.carrier.carry(origin, clip.features(clip.frames[origin]), t)
+        engine = self.engine(clip, "prop-bmv", "", 2, 0)
+        return engine.labels(feats, hw)[0]
 
-    def _example(self, name: str, p: int, labels: np.ndarray) -> None:
-        row = self.examples.setdefault(name, [None] * self.example_interval)
-        row[p] = labels
+    def _add_examples(self, clip: _Clip, truth: dict[int, np.ndarray] | None) -> None:
+        """The stretch shown in examples.png: one interval mid-clip, first clip only."""
+        n, T = self.example_interval, len(clip.frames)
+        if self.examples is not None or T < 2 * n + 1 or n < 2:
+            return
+        k = max(0, (T - n) // 2 - 1)
+        stretch = range(k, k + n)
+        clip.forget_before(k)
+        ex: dict[str, list[np.ndarray]] = {"images": [clip.frames[i].image for i in stretch]}
+        if truth is not None:
+            ex["ground truth"] = [truth.get(i) for i in stretch]
+        runs = [("per-frame", Variant("per-frame"))] + [(v.label, v) for v in self.variants]
+        for name, v in runs:
+            m = 1 if v.scheme == "per-frame" else n
+            engine = self.engine(clip, v.scheme, v.fusion, m, k % m)
+            results = engine.run(iter(clip.frames[k : k + n + 1]), start=k, end=k + n)
+            ex[name] = [r.labels for r in results]
+        self.examples = ex
 
     # -- results -------------------------------------------------------------------------------
     def cm(self, v: Variant, n: int, p: int) -> ConfusionMatrix:
-        """Confusion matrix of variant ``v`` at interval ``n``, offset ``p`` (p=0: keyframes)."""
-        if p == 0 or v.scheme == "per-frame" or n == 1:
+        """Confusion matrix of variant ``v`` at interval ``n``, offset ``p`` (n=1: per-frame)."""
+        if v.scheme == "per-frame" or n == 1:
             return self.per_frame
         return self.cms[v.scheme, v.fusion, n, p]
 
@@ -229,3 +219,11 @@ class AccuracySweep:
         for c in cms:
             pooled.merge(c)
         return 100 * pooled.miou(), 100 * min(c.miou() for c in cms)
+
+    def phase_rows(self) -> list[dict]:
+        """``phases.csv``: mIoU per (scheme, fusion, interval, phase) and the frames it pools."""
+        return [
+            {"scheme": s, "fusion": f, "interval": n, "phase": phi,
+             "miou": round(100 * cm.miou(), 3), "frames": self.phase_frames[s, f, n, phi]}
+            for (s, f, n, phi), cm in sorted(self.phase_cms.items())
+        ]  # fmt: skip

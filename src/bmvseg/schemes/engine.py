@@ -1,21 +1,25 @@
 """The streaming engine: one pass over a video for every scheme (paper Alg. 1 and Alg. 2).
 
-Frame indexing: frames are numbered 0.. in presentation order as decoded; keyframes are the
-frames whose index is a multiple of the interval ``n`` (frame 0 always).  inter-BMV also makes
+Frame indexing: frames are numbered 0.. in presentation order as decoded.  Keyframe placement
+belongs to :mod:`bmvseg.schemes.keyframes` (fixed: every frame whose index is ``phase`` modulo
+the interval ``n``, and frame 0; adaptive: where the stream shows change).  inter-BMV also makes
 the last frame a keyframe when the video ends inside an interval, so the tail is interpolated
 between two keyframes like every other interval (with its shorter length as ``n``).
 
-Schemes differ only where the paper says they do:
+Schemes differ only where the paper says they do, and each one's work lives once, here:
 
 * ``per-frame``: feature + task network on every frame.
 * ``prop-flow`` (Deep Feature Flow): keyframe features warped once to each intermediate frame by
   dense optical flow (OpenCV DIS) from the current image to the keyframe image.
-* ``prop-bmv`` (Alg. 1): the cached features warped one frame forward with each frame's block
-  motion field, chained from the keyframe.
-* ``inter-bmv`` (Alg. 2): forward chain from the previous keyframe and backward chain from the
-  next keyframe, fused with weights ``(n-p)/n`` and ``p/n``.  Output is delayed until the next
-  keyframe arrives (at most ``n`` frames); memory holds one interval of frames and motion fields,
-  two keyframes' features and the backward-warped maps of that interval.
+* ``prop-bmv`` (Alg. 1): the keyframe's features carried forward frame by frame along each
+  frame's block motion (:class:`~bmvseg.schemes.propagation.Carrier`).
+* ``inter-bmv`` (Alg. 2): carried forward from the previous keyframe and backward from the next
+  keyframe, fused with weights ``(n-p)/n`` and ``p/n`` (:func:`interpolate`).  Output is delayed
+  until the next keyframe arrives (at most ``n`` frames); memory holds one interval of frames,
+  two keyframes' features and one warped map per chain.
+
+The accuracy sweep and fusion training call the same code: they hand the engine cached features
+and a memoising :class:`Carrier` and ask only for the frames they score (``wanted``).
 
 Ranges: ``start`` must be a keyframe; ``end`` may be anything.  A range produces exactly the
 labels a whole-video run gives for its frames: inter-BMV reads on to the keyframe that closes the
@@ -24,7 +28,7 @@ interval holding ``end - 1``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -34,14 +38,8 @@ import torch
 from bmvseg.errors import BmvsegError
 from bmvseg.models.base import Features, SegmentationModel
 from bmvseg.schemes.fusion import FUSIONS, ConvFusion, fuse
-from bmvseg.schemes.propagation import (
-    Chain,
-    dense_flows,
-    field_flows,
-    propagate,
-    reverse,
-    warp_features,
-)
+from bmvseg.schemes.keyframes import PLACEMENTS, KeyframeSchedule, make_schedule
+from bmvseg.schemes.propagation import Carrier, Flows, dense_flows, field_flows, warp_features
 from bmvseg.schemes.timing import StageTimer
 from bmvseg.video.reader import Frame
 
@@ -62,9 +60,15 @@ class FrameResult:
     labels: np.ndarray  # (H, W) uint8 class ids
     keyframe: bool
     offset: int  # frames since the previous keyframe (0 on keyframes)
-    image: np.ndarray | None = None  # the decoded RGB frame, when the reader gave it
+    frame: Frame | None = None  # the decoded frame (its RGB image is converted when first read)
     logits: torch.Tensor | None = None  # (1, K, H, W), only with keep_logits
     features: Features | None = None  # the (warped or fresh) features, only with keep_features
+    reason: str | None = None  # why a keyframe is one (see bmvseg.schemes.keyframes)
+
+    @property
+    def image(self) -> np.ndarray | None:
+        """The frame's RGB image (H, W, 3) uint8, or None when the reader gave none."""
+        return None if self.frame is None else self.frame.image
 
 
 @dataclass
@@ -72,6 +76,9 @@ class EngineConfig:
     scheme: str = "inter-bmv"
     interval: int = 5
     fusion: str = "avg"
+    phase: int = 0  # fixed placement: keyframes at index % interval == phase (and frame 0)
+    keyframes: str = "fixed"  # placement: "fixed" or "adaptive" (bmvseg.schemes.keyframes)
+    max_interval: int | None = None  # adaptive placement's longest interval (None: 2 * interval)
     accumulate: bool = False  # compose motion and warp once per frame instead of chaining warps
     flow_preset: str = "fast"  # DIS preset for prop-flow
     label_stride: int = 1  # argmax at 1/label_stride resolution, labels upsampled by nearest
@@ -79,16 +86,34 @@ class EngineConfig:
     keep_features: bool = False
 
     def validate(self) -> None:
+        """Refuse options no run could honour, with the option named."""
+        for name in ("interval", "phase", "label_stride"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise BmvsegError(f"{name} must be an integer, got {value!r}")
         if self.scheme not in SCHEMES:
             raise BmvsegError(f"unknown scheme {self.scheme!r}; choose from {', '.join(SCHEMES)}")
         if self.interval < 1:
             raise BmvsegError(f"keyframe interval must be >= 1, got {self.interval}")
+        if not 0 <= self.phase < self.interval:
+            raise BmvsegError(f"keyframe phase must be in 0..{self.interval - 1}, got {self.phase}")
         if self.fusion not in FUSIONS:
             raise BmvsegError(f"unknown fusion {self.fusion!r}; choose from {', '.join(FUSIONS)}")
+        if self.keyframes not in PLACEMENTS:
+            raise BmvsegError(
+                f"unknown keyframe placement {self.keyframes!r}; choose from "
+                f"{', '.join(PLACEMENTS)}"
+            )
         if self.flow_preset not in DIS_PRESETS:
             raise BmvsegError(f"unknown DIS preset {self.flow_preset!r}")
         if self.label_stride < 1:
             raise BmvsegError(f"label stride must be >= 1, got {self.label_stride}")
+
+    def schedule(self) -> KeyframeSchedule:
+        """A fresh keyframe placement for one run (per-frame: every frame)."""
+        n = 1 if self.scheme == "per-frame" else self.interval
+        kind = "fixed" if n == 1 else self.keyframes
+        return make_schedule(kind, n, self.phase if n > 1 else 0, self.max_interval)
 
 
 def task_logits(
@@ -111,8 +136,39 @@ def logits_to_labels(logits: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
     return labels
 
 
+def interpolate(
+    carrier: Carrier,
+    key: tuple[int, Features],
+    nxt: tuple[int, Features],
+    targets: Iterable[int],
+    fusion: str,
+    conv: ConvFusion | None = None,
+    timer: StageTimer | None = None,
+) -> dict[int, Features]:
+    """Alg. 2 for one interval: the fused features of each target frame between two keyframes.
+
+    ``key`` and ``nxt`` are (index, features) of the keyframes that open and close the interval.
+    The backward chain is walked from the closing keyframe down and the forward chain from the
+    opening one up, so each costs one warp per frame even without memoisation.
+    """
+    (k, key_feats), (m_end, nxt_feats) = key, nxt
+    m = m_end - k
+    timer = timer or StageTimer()
+    order = sorted(targets)
+    with timer("warp"):
+        backward = {t: carrier.carry(m_end, nxt_feats, t) for t in reversed(order)}
+        forward = {t: carrier.carry(k, key_feats, t) for t in order}
+    with timer("fusion"):
+        return {t: fuse(forward[t], backward[t], t - k, m, fusion, conv) for t in order}
+
+
 class Engine:
-    """Runs one scheme over a stream of decoded frames; see the module docstring."""
+    """Runs one scheme over a stream of decoded frames; see the module docstring.
+
+    ``features`` (default: the model on the frame's image) and ``carrier`` (default: a fresh
+    streaming one per run) let a caller that runs the engine many times over the same frames
+    (the accuracy sweep) share work between runs.
+    """
 
     def __init__(
         self,
@@ -120,6 +176,9 @@ class Engine:
         config: EngineConfig,
         conv_fusion: ConvFusion | None = None,
         timer: StageTimer | None = None,
+        *,
+        features: Callable[[Frame], Features] | None = None,
+        carrier: Carrier | None = None,
     ) -> None:
         config.validate()
         if config.scheme == "inter-bmv" and config.fusion == "conv" and conv_fusion is None:
@@ -128,144 +187,208 @@ class Engine:
         self.cfg = config
         self.conv = conv_fusion.eval() if conv_fusion is not None else None
         self.timer = timer or StageTimer()
+        self._features = features
+        self._shared_carrier = carrier
         self._dis = None
 
     # -- the two networks ------------------------------------------------------------------
     def features(self, frame: Frame) -> Features:
-        if frame.image is None:
-            raise ValueError("the engine needs decoded images (VideoReader.frames(images=True))")
+        """The feature network on one frame (or the caller's cached features of it)."""
         with self.timer("feature"):
+            if self._features is not None:
+                return self._features(frame)
+            if frame.image is None:
+                raise ValueError("the engine needs decoded images (VideoReader.frames())")
             return self.model.features(self.model.preprocess(frame.image))
 
-    def result(self, frame: Frame, feats: Features, keyframe: bool, offset: int) -> FrameResult:
-        h, w = frame.image.shape[:2]
+    def labels(self, feats: Features, hw: tuple[int, int]) -> tuple[np.ndarray, torch.Tensor]:
+        """The task network and arg-max: class ids at the image size ``hw``, and the logits."""
+        h, w = hw
         with self.timer("task"):
             logits = task_logits(self.model, feats, (h, w), self.cfg.label_stride)
         with self.timer("argmax"):
-            labels = logits_to_labels(logits, (h, w))
-        return FrameResult(
-            index=frame.index,
-            time=frame.time,
-            labels=labels,
-            keyframe=keyframe,
-            offset=offset,
-            image=frame.image,
-            logits=logits if self.cfg.keep_logits else None,
-            features=feats if self.cfg.keep_features else None,
-        )
-
-    def is_keyframe(self, index: int) -> bool:
-        return index % self.cfg.interval == 0
+            return logits_to_labels(logits, (h, w)), logits
 
     # -- the run ---------------------------------------------------------------------------
     def run(
-        self, frames: Iterable[Frame], start: int = 0, end: int | None = None
+        self,
+        frames: Iterable[Frame],
+        start: int = 0,
+        end: int | None = None,
+        wanted: Container[int] | None = None,
     ) -> Iterator[FrameResult]:
-        """Segment ``frames`` (which must begin at ``start``), yielding results for [start, end)."""
-        if not self.is_keyframe(start):
-            raise BmvsegError(
-                f"range start {start} is not a keyframe (a multiple of {self.cfg.interval})"
-            )
-        n = self.cfg.interval
-        last_needed = None if end is None else end - 1
-        # The frame after which nothing more is needed: inter-BMV waits for the closing keyframe.
-        stop = None
-        if last_needed is not None:
-            stop = last_needed if self.cfg.scheme != "inter-bmv" else -(-last_needed // n) * n
-        source = _timed(frames, self.timer, stop)
+        """Segment ``frames`` (which must begin at ``start``), yielding results for [start, end).
+
+        With ``wanted``, only those frames' results are yielded, and work no wanted frame
+        needs (warps, fusion, task network) is skipped.
+        """
+        cfg = self.cfg
+        if cfg.keyframes == "fixed" and cfg.scheme != "per-frame" and start != 0:
+            if start % cfg.interval != cfg.phase:
+                raise BmvsegError(
+                    f"range start {start} is not a keyframe (frames {cfg.phase} + multiples of "
+                    f"{cfg.interval})"
+                )
+        run = _Run(self, wanted)
         body = {
-            "per-frame": self._per_frame,
-            "prop-flow": self._prop_flow,
-            "prop-bmv": self._prop_bmv,
-            "inter-bmv": self._inter_bmv,
-        }[self.cfg.scheme]
+            "per-frame": run.per_frame,
+            "prop-flow": run.prop_flow,
+            "prop-bmv": run.prop_bmv,
+            "inter-bmv": run.inter_bmv,
+        }[cfg.scheme]
+        marked = cfg.schedule().mark(_timed(frames, self.timer))
         with torch.inference_mode():
-            for res in body(source, start):
+            for res in body(marked):
                 if end is not None and res.index >= end:
                     break
                 self.timer.frame_done()
-                yield res
-
-    def _per_frame(self, frames: Iterator[Frame], start: int) -> Iterator[FrameResult]:
-        for fr in frames:
-            yield self.result(fr, self.features(fr), True, 0)
-
-    def _prop_bmv(self, frames: Iterator[Frame], start: int) -> Iterator[FrameResult]:
-        chain: Chain | None = None
-        key_index = start
-        for fr in frames:
-            if chain is None or self.is_keyframe(fr.index):
-                feats = self.features(fr)
-                chain, key_index = Chain(feats, self.cfg.accumulate), fr.index
-                yield self.result(fr, feats, True, 0)
-                continue
-            with self.timer("warp"):
-                feats = chain.step(field_flows(fr.motion, chain.start, self.model.strides))
-            yield self.result(fr, feats, False, fr.index - key_index)
-
-    def _prop_flow(self, frames: Iterator[Frame], start: int) -> Iterator[FrameResult]:
-        key: Features | None = None
-        key_gray = None
-        key_index = start
-        for fr in frames:
-            if self.is_keyframe(fr.index) or key is None:
-                key, key_index = self.features(fr), fr.index
-                key_gray = cv2.cvtColor(fr.image, cv2.COLOR_RGB2GRAY)
-                yield self.result(fr, key, True, 0)
-                continue
-            with self.timer("flow"):
-                gray = cv2.cvtColor(fr.image, cv2.COLOR_RGB2GRAY)
-                flow = self._dis_flow().calc(gray, key_gray, None)  # pull: key -> current
-            with self.timer("warp"):
-                feats = warp_features(key, dense_flows(flow, key, self.model.strides))
-            yield self.result(fr, feats, False, fr.index - key_index)
+                if wanted is None or res.index in wanted:
+                    yield res
+                if end is not None and res.index >= end - 1:
+                    break
 
     def _dis_flow(self):
         if self._dis is None:
             self._dis = cv2.DISOpticalFlow_create(DIS_PRESETS[self.cfg.flow_preset])
         return self._dis
 
-    def _inter_bmv(self, frames: Iterator[Frame], start: int) -> Iterator[FrameResult]:
-        prev: tuple[Frame, Features] | None = None
+
+class _Run:
+    """The state of one run: the frames of the current interval and the chains from its keys."""
+
+    def __init__(self, engine: Engine, wanted: Container[int] | None) -> None:
+        self.e = engine
+        self.wanted = wanted
+        self.fields: dict[int, Flows] = {}
+        self.frames: dict[int, Frame] = {}
+        self.carrier = engine._shared_carrier or Carrier(
+            self._flows_of, accumulate=engine.cfg.accumulate
+        )
+        self.owns_carrier = engine._shared_carrier is None
+        self.hw: tuple[int, int] | None = None  # the image size, from the first keyframe
+        self.prev: tuple[Frame, Features] | None = None  # inter-BMV: the last keyframe
+
+    def result(
+        self, frame: Frame, feats: Features | None, offset: int, reason: str | None = None
+    ) -> FrameResult:
+        """The frame's labels from its (fresh or carried) features; a stub if not wanted."""
+        wanted = self.want(frame.index)
+        labels, logits = self.e.labels(feats, self.hw) if wanted else (None, None)
+        cfg = self.e.cfg
+        return FrameResult(
+            index=frame.index,
+            time=frame.time,
+            labels=labels,
+            keyframe=reason is not None,
+            offset=offset,
+            frame=frame if wanted else None,
+            logits=logits if cfg.keep_logits else None,
+            features=feats if cfg.keep_features and wanted else None,
+            reason=reason,
+        )
+
+    def want(self, index: int) -> bool:
+        return self.wanted is None or index in self.wanted
+
+    def _flows_of(self, j: int, like: Features) -> Flows:
+        if j not in self.fields:
+            self.fields[j] = field_flows(self.frames[j].motion, like, self.e.model.strides)
+        return self.fields[j]
+
+    def keep(self, frame: Frame, keyframe: bool) -> None:
+        """Hold a frame's motion until the chains through it are done."""
+        if keyframe and self.owns_carrier:
+            self.carrier.forget_before(frame.index)
+            for j in [j for j in self.frames if j < frame.index]:
+                self.frames.pop(j)
+                self.fields.pop(j, None)
+        self.frames[frame.index] = frame
+
+    def key(self, frame: Frame, reason: str) -> tuple[Features, FrameResult]:
+        """A keyframe: the feature network, and its result."""
+        if self.hw is None:
+            self.hw = frame.image.shape[:2]
+        feats = self.e.features(frame)
+        return feats, self.result(frame, feats, 0, reason)
+
+    # -- one body per scheme -------------------------------------------------------------------
+    def per_frame(self, marked: Iterator[tuple[Frame, str | None]]) -> Iterator[FrameResult]:
+        for fr, reason in marked:
+            yield self.key(fr, reason or "start")[1]
+
+    def prop_bmv(self, marked: Iterator[tuple[Frame, str | None]]) -> Iterator[FrameResult]:
+        key: tuple[int, Features] | None = None
+        for fr, reason in marked:
+            self.keep(fr, reason is not None)
+            if reason is not None or key is None:
+                feats, res = self.key(fr, reason or "start")
+                key = (fr.index, feats)
+                yield res
+                continue
+            feats = None
+            if self.want(fr.index):
+                with self.e.timer("warp"):
+                    feats = self.carrier.carry(key[0], key[1], fr.index)
+            yield self.result(fr, feats, fr.index - key[0])
+
+    def prop_flow(self, marked: Iterator[tuple[Frame, str | None]]) -> Iterator[FrameResult]:
+        key: tuple[Frame, Features, np.ndarray] | None = None
+        for fr, reason in marked:
+            if reason is not None or key is None:
+                feats, res = self.key(fr, reason or "start")
+                key = (fr, feats, cv2.cvtColor(fr.image, cv2.COLOR_RGB2GRAY))
+                yield res
+                continue
+            feats = None
+            if self.want(fr.index):
+                key_frame, key_feats, key_gray = key
+                with self.e.timer("flow"):
+                    gray = cv2.cvtColor(fr.image, cv2.COLOR_RGB2GRAY)
+                    flow = self.e._dis_flow().calc(gray, key_gray, None)  # pull: key -> current
+                with self.e.timer("warp"):
+                    feats = warp_features(
+                        key_feats, dense_flows(flow, key_feats, self.e.model.strides)
+                    )
+            yield self.result(fr, feats, fr.index - key[0].index)
+
+    def inter_bmv(self, marked: Iterator[tuple[Frame, str | None]]) -> Iterator[FrameResult]:
         pending: list[Frame] = []
-        for fr in frames:
-            if prev is not None and not self.is_keyframe(fr.index):
+        for fr, reason in marked:
+            if self.prev is not None and reason is None:
+                self.keep(fr, False)
                 pending.append(fr)
                 continue
-            feats = self.features(fr)
-            if prev is not None:
-                yield from self._interpolate(prev, pending, fr, feats)
-            yield self.result(fr, feats, True, 0)
-            prev, pending = (fr, feats), []
-        if prev is not None and pending:  # the video ends inside an interval: close it
+            yield from self.close(pending, fr, reason or "start")
+            pending = []
+        if self.prev is not None and pending:  # the video ends inside an interval: close it
             last = pending.pop()
-            feats = self.features(last)
-            yield from self._interpolate(prev, pending, last, feats)
-            yield self.result(last, feats, True, 0)
+            yield from self.close(pending, last, "end")
 
-    def _interpolate(
-        self, prev: tuple[Frame, Features], between: list[Frame], nxt: Frame, nxt_feats: Features
-    ) -> Iterator[FrameResult]:
-        """Alg. 2 for one interval: fuse forward- and backward-propagated keyframe features."""
-        key, key_feats = prev
-        m = nxt.index - key.index
-        strides = self.model.strides
-        with self.timer("warp"):
-            fields = [fr.motion for fr in between] + [nxt.motion]  # mv[k+1] .. mv[k+m]
-            flows = [field_flows(f, key_feats, strides) for f in fields]  # each field once
-            fwd_steps = flows[:-1]
-            # Backward: from k+m down to k+1, each step undoing the motion of the later frame.
-            bwd_steps = [reverse(f) for f in flows[:0:-1]]
-            backward = propagate(nxt_feats, bwd_steps, self.cfg.accumulate)[::-1]  # k+1 .. k+m-1
-            forward = propagate(key_feats, fwd_steps, self.cfg.accumulate)
-        for p, fr in enumerate(between, start=1):
-            with self.timer("fusion"):
-                fused = fuse(forward[p - 1], backward[p - 1], p, m, self.cfg.fusion, self.conv)
-            yield self.result(fr, fused, False, p)
+    def close(self, between: list[Frame], nxt: Frame, reason: str) -> Iterator[FrameResult]:
+        """The keyframe ``nxt`` has arrived: the interval before it, then ``nxt`` itself."""
+        self.frames[nxt.index] = nxt
+        feats, res = self.key(nxt, reason)
+        if self.prev is not None:
+            key = self.prev
+            targets = [fr.index for fr in between if self.want(fr.index)]
+            fused = interpolate(
+                self.carrier,
+                (key[0].index, key[1]),
+                (nxt.index, feats),
+                targets,
+                self.e.cfg.fusion,
+                self.e.conv,
+                self.e.timer,
+            )
+            for fr in between:
+                yield self.result(fr, fused.get(fr.index), fr.index - key[0].index)
+        self.keep(nxt, True)
+        self.prev = (nxt, feats)
+        yield res
 
 
-def _timed(frames: Iterable[Frame], timer: StageTimer, stop: int | None) -> Iterator[Frame]:
-    """Iterate frames, charging the time spent in the reader to ``decode``; end after ``stop``."""
+def _timed(frames: Iterable[Frame], timer: StageTimer) -> Iterator[Frame]:
+    """Iterate frames, charging the time spent in the reader to ``decode``."""
     it = iter(frames)
     while True:
         with timer("decode"):
@@ -273,5 +396,3 @@ def _timed(frames: Iterable[Frame], timer: StageTimer, stop: int | None) -> Iter
         if fr is None:
             return
         yield fr
-        if stop is not None and fr.index >= stop:
-            return

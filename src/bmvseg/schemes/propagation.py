@@ -1,8 +1,20 @@
-"""Moving feature tuples along motion: the shared step of prop-BMV, inter-BMV and prop-flow."""
+"""Moving feature tuples along motion: the shared step of prop-BMV, inter-BMV and prop-flow.
+
+Frame ``j``'s motion field maps frame ``j`` back to frame ``j - 1`` (a pull flow, see
+:mod:`bmvseg.warp.warp`).  Carrying features of an *origin* frame ``o`` to a *target* frame ``t``:
+
+* forward (``t > o``): warp by the flows of frames ``o + 1, ..., t`` in turn (Alg. 1's chain);
+* backward (``t < o``): warp by the reversed flows of frames ``o, o - 1, ..., t + 1`` in turn,
+  each step undoing the motion of the later frame (Alg. 2's backward chain).
+
+:class:`Carrier` does both, once per (origin, target): the streaming engine keeps only the latest
+result of each origin (memory of one map per chain), the accuracy sweep keeps them all so that
+every keyframe interval and phase that needs a chain shares it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -36,33 +48,75 @@ def reverse(flows: Flows) -> Flows:
 
 
 def warp_features(feats: Features, flows: Flows) -> Features:
+    """Each feature tensor pulled along its own flow."""
     return tuple(warp(f, g) for f, g in zip(feats, flows, strict=True))
 
 
-class Chain:
-    """Features carried along successive flows from a starting (key) frame.
+class Carrier:
+    """Features of an origin frame carried to other frames along the frames' motion.
 
-    Chained warping resamples the previous result at every step; with ``accumulate`` the flows
-    are composed instead and the starting features warped once per step, which avoids repeated
-    bilinear blurring at the cost of one flow composition per step.
+    ``flows_of(j, like)`` gives frame ``j``'s motion field as flows on the grids of the feature
+    tuple ``like``.  Chained warping resamples the previous result at every step; with
+    ``accumulate`` the flows are composed instead and the origin's features warped once per
+    target, which avoids repeated bilinear blurring at the cost of one composition per step.
+    With ``memo`` every (origin, target) result is kept until :meth:`forget_before`; without it
+    only the latest result of each origin, so calls must walk away from the origin one frame at
+    a time to stay one warp each.
     """
 
-    def __init__(self, feats: Features, accumulate: bool = False) -> None:
-        self.start = feats
-        self.current = feats
+    def __init__(
+        self,
+        flows_of: Callable[[int, Features], Flows],
+        *,
+        accumulate: bool = False,
+        memo: bool = False,
+    ) -> None:
+        self.flows_of = flows_of
         self.accumulate = accumulate
-        self.total: Flows | None = None
+        self.memo = memo
+        # (origin, target) -> (features at target, composed flow origin -> target or None)
+        self._done: dict[tuple[int, int], tuple[Features, Flows | None]] = {}
+        self._reversed: dict[int, Flows] = {}
 
-    def step(self, flows: Flows) -> Features:
-        if not self.accumulate:
-            self.current = warp_features(self.current, flows)
-            return self.current
-        if self.total is None:
-            self.total = flows
-        else:
-            self.total = tuple(compose(t, s) for t, s in zip(self.total, flows, strict=True))
-        self.current = warp_features(self.start, self.total)
-        return self.current
+    def carry(self, origin: int, feats: Features, target: int) -> Features:
+        """``feats`` of frame ``origin`` carried to frame ``target`` (either direction)."""
+        if target == origin:
+            return feats
+        step = 1 if target > origin else -1
+        t = target
+        while t != origin and (origin, t) not in self._done:
+            t -= step
+        current, total = (feats, None) if t == origin else self._done[origin, t]
+        while t != target:
+            flows = self.flows_of(t + 1, feats) if step > 0 else self._reverse(t, feats)
+            t += step
+            if self.accumulate:
+                total = flows if total is None else tuple(
+                    compose(a, b) for a, b in zip(total, flows, strict=True)
+                )
+                current = warp_features(feats, total)
+            else:
+                current = warp_features(current, flows)
+            if not self.memo:
+                self._done.pop((origin, t - step), None)
+            self._done[origin, t] = (current, total)
+        return current
+
+    def _reverse(self, j: int, like: Features) -> Flows:
+        """Reversed flows of frame ``j``: frame ``j``'s features taken back to ``j - 1``."""
+        if j not in self._reversed:
+            self._reversed[j] = reverse(self.flows_of(j, like))
+            if not self.memo:
+                for old in [i for i in self._reversed if i != j]:
+                    del self._reversed[old]
+        return self._reversed[j]
+
+    def forget_before(self, index: int) -> None:
+        """Drop every chain whose origin, and every flow whose frame, lies before ``index``."""
+        for key in [k for k in self._done if k[0] < index]:
+            del self._done[key]
+        for j in [j for j in self._reversed if j < index]:
+            del self._reversed[j]
 
 
 def propagate(feats: Features, steps: Sequence[Flows], accumulate: bool = False) -> list[Features]:
@@ -70,5 +124,5 @@ def propagate(feats: Features, steps: Sequence[Flows], accumulate: bool = False)
 
     Returns the features after each step (not including ``feats`` itself).
     """
-    chain = Chain(feats, accumulate)
-    return [chain.step(s) for s in steps]
+    carrier = Carrier(lambda j, like: steps[j - 1], accumulate=accumulate)
+    return [carrier.carry(0, feats, t) for t in range(1, len(steps) + 1)]

@@ -30,8 +30,9 @@ from bmvseg.data.classes import IGNORE_INDEX
 from bmvseg.evaluation.metrics import ConfusionMatrix
 from bmvseg.models.base import SegmentationModel
 from bmvseg.models.checkpoint import save_checkpoint
-from bmvseg.schemes.fusion import ConvFusion, fuse
-from bmvseg.schemes.propagation import Chain, field_flows, reverse
+from bmvseg.schemes.engine import interpolate
+from bmvseg.schemes.fusion import ConvFusion
+from bmvseg.schemes.propagation import Carrier, field_flows
 from bmvseg.video.encode import X264_ONE_REF, encode_video
 from bmvseg.video.reader import VideoReader
 
@@ -93,17 +94,16 @@ def fused_logits(model: SegmentationModel, conv: ConvFusion | None, window: Wind
     encode_video(window.frames, buf, fps=15.0, options=CLIP_ENCODING)
     buf.seek(0)
     with VideoReader(buf, motion="native") as reader:
-        fields = [f.motion for f in reader.frames(images=False)]
+        decoded = list(reader.frames(images=True))  # keyframes as the engine sees them: decoded
+    fields = [f.motion for f in decoded]
     n, p = len(window.frames) - 1, window.p
-    with torch.no_grad():
-        key = model.features(model.preprocess(window.frames[0]))
-        nxt = model.features(model.preprocess(window.frames[n]))
-        fwd, bwd = Chain(key), Chain(nxt)
-        for j in range(1, p + 1):
-            ff = fwd.step(field_flows(fields[j], key, model.strides))
-        for j in range(n, p, -1):
-            fb = bwd.step(reverse(field_flows(fields[j], nxt, model.strides)))
-    fused = fuse(ff, fb, p, n, op, conv)
+    carrier = Carrier(lambda j, like: field_flows(fields[j], like, model.strides), memo=True)
+    with torch.no_grad():  # frozen networks and warps; only the fusion learns
+        key = model.features(model.preprocess(decoded[0].image))
+        nxt = model.features(model.preprocess(decoded[n].image))
+        carrier.carry(0, key, p)
+        carrier.carry(n, nxt, p)
+    fused = interpolate(carrier, (0, key), (n, nxt), [p], op, conv)[p]  # the engine's Alg. 2
     return model.task(fused, window.label.shape)
 
 
