@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -107,3 +109,89 @@ def test_console_script_exit_status(tmp_path):
     )
     assert result.returncode != 0
     assert _no_traceback_one_line(result.stderr).endswith("no such file")
+
+
+def _tree(folder: Path) -> dict[str, tuple[int, bytes | None]]:
+    """Every entry below ``folder``: its file type and, for regular files, its bytes."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        st = p.lstat()
+        out[str(p.relative_to(folder))] = (
+            stat.S_IFMT(st.st_mode),
+            p.read_bytes() if stat.S_ISREG(st.st_mode) else None,
+        )
+    return out
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["output_is_input", "hard_link_to_input", "draw_is_output", "draw_is_output_spelled_otherwise",
+     "fifo", "symlink_to_fifo", "directory", "draw_directory", "dangling_symlink"],
+)  # fmt: skip
+def test_outputs_that_are_inputs_each_other_or_special_are_refused(case, clip, tmp_path, capsys):
+    video = tmp_path / "in.mp4"
+    video.write_bytes(clip.read_bytes())
+    out, drawn = tmp_path / "out.npz", tmp_path / "out.mp4"
+    argv = ["motion", str(video), "-o", str(out)]
+    if case == "output_is_input":
+        argv[3] = str(video)
+    elif case == "hard_link_to_input":
+        os.link(video, out)
+    elif case == "draw_is_output":
+        argv += ["--draw", str(out)]
+    elif case == "draw_is_output_spelled_otherwise":
+        (tmp_path / "sub").mkdir()
+        argv += ["--draw", str(tmp_path / "sub" / ".." / "out.npz")]
+    elif case == "fifo":
+        os.mkfifo(out)
+    elif case == "symlink_to_fifo":
+        os.mkfifo(tmp_path / "fifo")
+        out.symlink_to(tmp_path / "fifo")
+    elif case == "directory":
+        out.mkdir()
+        (out / "keep.txt").write_text("mine")
+    elif case == "draw_directory":
+        drawn.mkdir()
+        argv += ["--draw", str(drawn)]
+    elif case == "dangling_symlink":
+        out.symlink_to(tmp_path / "nowhere")
+    before = _tree(tmp_path)
+    assert main(argv) != 0
+    line = _no_traceback_one_line(capsys.readouterr().err)
+    assert line.startswith("bmvseg motion: error:"), line
+    assert str(tmp_path) in line, line
+    assert _tree(tmp_path) == before  # nothing replaced, removed or left behind
+
+
+@pytest.mark.parametrize("name", ["arrows.xyz", "arrows.wav", "arrows.png", "arrows.npz"])
+def test_draw_to_a_format_that_cannot_hold_h264_is_refused_first(name, clip, tmp_path, capsys):
+    argv = ["motion", str(clip), "-o", str(tmp_path / "m.npz"), "--draw", str(tmp_path / name)]
+    assert main(argv) != 0
+    line = _no_traceback_one_line(capsys.readouterr().err)
+    assert name in line and "H.264" in line, line
+    assert list(tmp_path.iterdir()) == []  # refused before the .npz was written
+
+
+def test_draw_without_extension_is_mp4(clip, tmp_path):
+    drawn = tmp_path / "arrows"
+    assert main(["motion", str(clip), "--draw", str(drawn)]) == 0
+    with av.open(str(drawn)) as c:
+        assert c.format.name.startswith("mov") and c.streams.video[0].frames == N
+    assert [p.name for p in tmp_path.iterdir()] == ["arrows"]
+
+
+@pytest.mark.parametrize("scale", ["nan", "inf", "-inf", "1e300", "-1e300"])
+def test_arrow_scale_must_be_finite_and_bounded(scale, clip, tmp_path, capsys):
+    argv = ["motion", str(clip), "--draw", str(tmp_path / "a.mp4"), f"--arrow-scale={scale}"]
+    assert main(argv) != 0
+    assert "--arrow-scale" in _no_traceback_one_line(capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_regular_output_is_replaced_whole(clip, tmp_path):
+    out = tmp_path / "m.npz"
+    out.write_bytes(b"an older result")
+    assert main(["motion", str(clip), "-o", str(out)]) == 0
+    with np.load(out) as d:
+        assert len(d["pict_type"]) == N
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]

@@ -3,30 +3,33 @@
 The ``.npz`` holds ``mv`` (T, Hb, Wb, 2) float32 pull offsets in pixels (see
 :mod:`bmvseg.video.motion`), ``valid`` (T, Hb, Wb) bool, ``pict_type`` (T,) str, ``time`` (T,)
 float64 seconds, ``motion_source`` / ``motion_reason`` (str), ``block``, ``fps``, ``width``,
-``height``.  T is the number of decoded frames.  Outputs are written under a temporary name in the
-destination's directory and renamed at the end, so a failed run leaves no file behind.
+``height``.  T is the number of decoded frames.  Outputs are checked before anything is read (not
+an input, not each other, not a directory or special file: :mod:`bmvseg.output.files`), written
+under a temporary name in the destination's directory and renamed at the end, so a failed run
+leaves no file behind.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import os
+import math
 import sys
-import tempfile
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from bmvseg.errors import BmvsegError, VideoError
+from bmvseg.output.files import Staged, check_outputs
 from bmvseg.video.motion import MotionField
 from bmvseg.video.reader import POLICIES, VideoReader
 
 DEMO_SIZE = (240, 320)  # height, width of the generated demo clip
 DEMO_FRAMES = 30
+MAX_ARROW_SCALE = 100.0  # beyond this every arrow leaves the frame (and 1e300 overflows cv2)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -100,16 +103,32 @@ def draw_field(image: np.ndarray, field: MotionField, scale: float = 4.0) -> np.
     return out
 
 
-def _temp_beside(dest: str, suffix: str) -> str:
-    folder = os.path.dirname(os.path.abspath(dest))
-    if not os.path.isdir(folder):
-        raise BmvsegError(f"{dest}: output directory does not exist")
-    fd, name = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.", suffix=suffix, dir=folder)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)  # mkstemp's 0600 would otherwise survive the rename
-    return name
+def _check_muxer(dest: str, container_format: str | None) -> None:
+    """Refuse a ``--draw`` name no muxer that takes H.264 knows, before any work is done.
+
+    Opening a container and adding a stream writes nothing; the muxer is guessed from the
+    extension exactly as the real write will guess it.
+    """
+    import av
+
+    probe = Staged()
+    try:
+        tmp = probe.temp_for(dest)
+        try:
+            with av.open(str(tmp), mode="w", format=container_format) as out:
+                out.add_stream("libx264", rate=15)
+        except ValueError as exc:  # unknown extension, or a muxer that cannot hold H.264
+            raise BmvsegError(f"--draw {dest}: cannot write an H.264 video there ({exc})") from None
+    finally:
+        probe.discard()
+
+
+@contextmanager
+def _writing(dest: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:  # a full disk, a lost mount: one line naming the output
+        raise BmvsegError(f"cannot write {dest}: {exc.strerror or exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -119,9 +138,18 @@ def run(args: argparse.Namespace) -> int:
         raise BmvsegError("give either VIDEO or --demo, not both")
     if not args.output and not args.draw:
         raise BmvsegError("nothing to write: give -o OUT.npz and/or --draw OUT.mp4")
+    if not (math.isfinite(args.arrow_scale) and abs(args.arrow_scale) <= MAX_ARROW_SCALE):
+        raise BmvsegError(
+            f"--arrow-scale must be a finite number within +-{MAX_ARROW_SCALE:g}, "
+            f"got {args.arrow_scale!r}"
+        )
+    outputs = [x for x in (args.output, args.draw) if x]
+    check_outputs(outputs, [] if args.demo else [args.video])
+    draw_format = None if Path(args.draw or "").suffix else "mp4"  # no extension: MP4
+    if args.draw:
+        _check_muxer(args.draw, draw_format)
     source = demo_clip() if args.demo else args.video
-    temps: list[str] = []
-    try:
+    with Staged() as staged:
         with ExitStack() as stack:
             reader = stack.enter_context(VideoReader(source, motion=args.motion, block=args.block))
             if reader.notice:
@@ -144,9 +172,14 @@ def run(args: argparse.Namespace) -> int:
             if args.draw:
                 from bmvseg.video.encode import encode_video
 
-                draw_tmp = _temp_beside(args.draw, Path(args.draw).suffix or ".mp4")
-                temps.append(draw_tmp)
-                encode_video(drawn(), draw_tmp, fps=reader.fps, options={"crf": "20"})
+                draw_tmp = staged.temp_for(args.draw)
+                encode_video(
+                    drawn(),
+                    draw_tmp,
+                    fps=reader.fps,
+                    options={"crf": "20"},
+                    container_format=draw_format,
+                )
             else:
                 for _ in drawn():
                     pass
@@ -158,9 +191,8 @@ def run(args: argparse.Namespace) -> int:
             if not fields:
                 raise VideoError(f"{reader.name}: no frame could be decoded")
             if args.output:
-                npz_tmp = _temp_beside(args.output, ".npz")
-                temps.append(npz_tmp)
-                with open(npz_tmp, "wb") as fh:
+                npz_tmp = staged.temp_for(args.output)
+                with _writing(args.output), open(npz_tmp, "wb") as fh:
                     np.savez_compressed(
                         fh,
                         mv=np.stack([f.mv for f in fields]).astype(np.float32),
@@ -174,11 +206,7 @@ def run(args: argparse.Namespace) -> int:
                         width=np.array(reader.width),
                         height=np.array(reader.height),
                     )
-            if args.draw:
-                os.replace(draw_tmp, args.draw)
-            if args.output:
-                os.replace(npz_tmp, args.output)
-            temps.clear()
+            staged.commit()
             hb, wb = fields[0].grid_shape
             valid = np.mean([f.valid.mean() for f in fields[1:]]) if len(fields) > 1 else 0.0
             written = " and ".join(x for x in (args.output, args.draw) if x)
@@ -187,8 +215,4 @@ def run(args: argparse.Namespace) -> int:
                 f"{valid:.0%} valid after frame 0; motion {reader.motion_source} "
                 f"({reader.motion_reason})"
             )
-    finally:
-        for name in temps:
-            if os.path.exists(name):
-                os.unlink(name)
     return 0
