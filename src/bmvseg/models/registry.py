@@ -16,6 +16,14 @@ Builders that resolve weights themselves (torchvision's ``DEFAULT`` download) re
 and task network is a choice register the names with ``splits=``; ``build_model(..., split=)``
 passes one on (None = the builder's default) and refuses it for models without a choice.
 
+Besides registered names, ``build_model`` takes ``path/to/model.py:function`` and the names
+installed packages announce in the entry-point group ``bmvseg.models`` (see
+:mod:`bmvseg.models.plugins`: such a file is the user's code and runs as code).  Unknown names
+are refused with the list of what exists.
+
+Per-model files (conv-fusion weights) live beside the model's weights, never in the installed
+package except for the shipped models' own: :func:`fusion_weights_for`.
+
 The returned model is in eval mode on ``device``; callers add channels_last and inference mode
 (see :mod:`bmvseg.models.checkpoint`).
 """
@@ -29,6 +37,7 @@ from pathlib import Path
 import torch
 
 from bmvseg.errors import BmvsegError, CheckpointError
+from bmvseg.models import plugins
 from bmvseg.models.base import SegmentationModel
 from bmvseg.models.checkpoint import load_checkpoint, read_checkpoint
 
@@ -43,6 +52,7 @@ class _Entry:
     default_weights: Path | None
     handles_weights: bool
     splits: tuple[str, ...]
+    plugin: bool = False  # an installed package's entry point: called via plugins.call_builder
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -79,12 +89,29 @@ def _load_builtins() -> None:
     import importlib
 
     # Optional modules of other parts of the package register their own builders on import.
-    for mod in ("bmvseg.models.torchvision_seg",):
+    for mod in ("bmvseg.models.torchvision_seg", "bmvseg.models.segformer"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:
             if exc.name not in (mod, "torchvision"):
                 raise
+    for name, ep in plugins.entry_points().items():
+        if name not in _REGISTRY:  # built-in names win over an installed package's
+            _REGISTRY[name] = _Entry(_entry_point_builder(ep), None, True, (), plugin=True)
+
+
+def _entry_point_builder(ep) -> Builder:
+    def build(**kwargs):
+        try:
+            fn = ep.load()
+        except Exception as exc:
+            raise BmvsegError(
+                f"model {ep.name!r} (entry point {ep.value}) cannot be imported: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+        return plugins.call_builder(fn, f"{ep.name!r} ({ep.value})", **kwargs)
+
+    return build
 
 
 def available_models() -> list[str]:
@@ -113,9 +140,21 @@ def build_model(
 ) -> SegmentationModel:
     """Build model ``name`` with ``weights`` resolved as in the module docstring; eval mode."""
     _load_builtins()
+    if plugins.is_file_spec(name):
+        fn = plugins.load_file_builder(name)
+        path, _ = plugins.file_spec_parts(name)
+        model = plugins.call_builder(fn, name, weights=weights, num_classes=num_classes,
+                                     split=split, source=path.resolve())  # fmt: skip
+        return model.to(device).eval()
     if name not in _REGISTRY:
-        raise BmvsegError(f"unknown model {name!r}; available: {', '.join(available_models())}")
+        raise BmvsegError(
+            f"unknown model {name!r}; available: {', '.join(available_models())}, "
+            "or a file of your own: path/to/model.py:function"
+        )
     entry = _REGISTRY[name]
+    if entry.plugin:
+        model = entry.builder(weights=weights, num_classes=num_classes, split=split)
+        return model.to(device).eval()
     extra = {}
     if split is not None:
         if split not in entry.splits:
@@ -143,3 +182,38 @@ def build_model(
         if weights is not None:
             load_checkpoint(weights, model)
     return model.to(device).eval()
+
+
+def _beside(weights: Path) -> Path:
+    """``<stem>.fusion.pt`` next to a weights file, ``<name>.fusion.pt`` next to a directory."""
+    if weights.is_dir():
+        return weights.parent / f"{weights.name}.fusion.pt"
+    return weights.with_name(f"{weights.stem}.fusion.pt")
+
+
+def fusion_weights_home(model: str, weights: str | Path | None = "default") -> Path | None:
+    """Where conv-fusion weights for ``model`` built with ``weights`` belong (whether or not they
+    exist yet), the default output of ``train-fusion``:
+
+    - a weights file or directory: beside it (``w.pt`` -> ``w.fusion.pt``, ``dir`` ->
+      ``dir.fusion.pt``);
+    - a shipped model with its shipped weights: the package's own ``<name>.fusion.pt``;
+    - a model file ``m.py:build`` building its own weights: beside the file (``m.fusion.pt``);
+    - otherwise (a hub id, torchvision's download, random weights): None, pass a path.
+    """
+    if weights is not None and not (isinstance(weights, str) and weights.lower() in
+                                    ("default", "none")) and Path(weights).exists():  # fmt: skip
+        return _beside(Path(weights))
+    if isinstance(weights, str) and weights == "default":
+        if plugins.is_file_spec(model):
+            return _beside(plugins.file_spec_parts(model)[0])
+        if default_weights_path(model) is not None:
+            return WEIGHTS_DIR / f"{model}.fusion.pt"
+    return None
+
+
+def fusion_weights_for(model: str, weights: str | Path | None = "default") -> Path | None:
+    """The conv-fusion weights file for ``model`` + ``weights`` if it exists (see
+    :func:`fusion_weights_home`), else None."""
+    path = fusion_weights_home(model, weights)
+    return path if path is not None and path.is_file() else None

@@ -1,0 +1,167 @@
+"""Hugging Face SegFormer cut into features + task: each split equals transformers' own logits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+transformers = pytest.importorskip(
+    "transformers", reason="transformers is an optional extra (bmvseg[transformers])"
+)
+
+from bmvseg.cli.main import main  # noqa: E402
+from bmvseg.data.classes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE  # noqa: E402
+from bmvseg.data.textures import moving_texture_clip  # noqa: E402
+from bmvseg.errors import BmvsegError  # noqa: E402
+from bmvseg.models.registry import available_models, build_model  # noqa: E402
+from bmvseg.schemes.segment import segment  # noqa: E402
+from bmvseg.video.encode import X264_ONE_REF, encode_video  # noqa: E402
+
+SIZE = (61, 83)  # not a multiple of any stride
+
+
+def _tiny_config(num_labels: int, names: tuple[str, ...] | None = None):
+    names = names or tuple(f"thing{i}" for i in range(num_labels))
+    return transformers.SegformerConfig(
+        depths=[1, 1, 1, 1],
+        hidden_sizes=[8, 16, 24, 32],
+        num_attention_heads=[1, 1, 2, 2],
+        sr_ratios=[8, 4, 2, 1],
+        decoder_hidden_size=16,
+        num_labels=num_labels,
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+    )
+
+
+def _save(path: Path, config, processor: dict | None = None) -> tuple[Path, torch.nn.Module]:
+    torch.manual_seed(0)
+    hf = transformers.SegformerForSemanticSegmentation(config).eval()
+    with torch.no_grad():  # non-trivial BatchNorm statistics in the decoder
+        hf.decode_head.batch_norm.running_mean.uniform_(-0.3, 0.3)
+        hf.decode_head.batch_norm.running_var.uniform_(0.5, 2.0)
+    hf.save_pretrained(path)
+    if processor is not None:
+        (path / "preprocessor_config.json").write_text(json.dumps(processor))
+    return path, hf
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    processor = {
+        "image_processor_type": "SegformerImageProcessor",
+        "image_mean": [0.5, 0.4, 0.3],
+        "image_std": [0.2, 0.25, 0.3],
+        "rescale_factor": 1 / 255,
+        "do_rescale": True,
+        "do_normalize": True,
+    }
+    return _save(tmp_path_factory.mktemp("segformer") / "tiny", _tiny_config(5), processor)
+
+
+@pytest.mark.parametrize(
+    ("split", "strides"), [("context", (4,)), ("backbone", (4, 8, 16, 32)), (None, (4,))]
+)
+def test_each_split_equals_transformers_logits(tiny, split, strides):
+    path, hf = tiny
+    model = build_model("segformer", weights=str(path), split=split)
+    assert model.strides == strides and not model.training
+    x = torch.randn(2, 3, *SIZE)
+    with torch.inference_mode():
+        feats = model.features(x)
+        ref = hf(pixel_values=x).logits
+        low = model.logits(feats)
+        out = model.task(feats, SIZE)
+    for f, s in zip(feats, strides, strict=True):  # each tensor at its own stride, rounded up
+        assert f.shape[-2:] == (-(-SIZE[0] // s), -(-SIZE[1] // s))
+    assert model.has_lowres_logits
+    torch.testing.assert_close(low, ref, rtol=1e-5, atol=1e-5)
+    up = F.interpolate(ref, size=SIZE, mode="bilinear", align_corners=False)
+    torch.testing.assert_close(out, up, rtol=1e-5, atol=1e-5)
+
+
+def test_labels_and_normalisation_come_from_the_checkpoint(tiny):
+    path, _ = tiny
+    model = build_model("segformer", weights=path)
+    assert model.class_names == tuple(f"thing{i}" for i in range(5)) and model.num_classes == 5
+    assert model.palette.shape == (5, 3)
+    assert model.mean == (0.5, 0.4, 0.3) and model.std == (0.2, 0.25, 0.3)
+    rgb = np.full((4, 6, 3), (255, 0, 51), np.uint8)
+    x = model.preprocess(rgb)
+    expect = torch.tensor([(1 - 0.5) / 0.2, (0 - 0.4) / 0.25, (0.2 - 0.3) / 0.3])
+    torch.testing.assert_close(x[0, :, 0, 0], expect)
+
+
+def test_cityscapes_labels_get_cityscapes_palette_and_void_is_dropped(tmp_path):
+    names = (*(c.title() if i % 2 else c for i, c in enumerate(CITYSCAPES_CLASSES)), "void")
+    path, hf = _save(tmp_path / "cs", _tiny_config(20, names))
+    model = build_model("segformer", weights=path)
+    assert model.num_classes == 20
+    from bmvseg.models.segformer import build_segformer
+
+    model = build_segformer(weights=path, void_index=19)
+    assert model.num_classes == 19 and tuple(n.lower() for n in model.class_names) == (
+        CITYSCAPES_CLASSES
+    )
+    np.testing.assert_array_equal(model.palette, CITYSCAPES_PALETTE)
+    x = torch.randn(1, 3, 32, 48)
+    with torch.no_grad():
+        hf.decode_head.classifier.bias[19] = 1e4  # void would win everywhere
+        out = model(x)
+        ref = hf(pixel_values=x).logits
+    assert out.shape[1] == 19 and ref.argmax(1).eq(19).all()
+    assert int(out.argmax(1).max()) < 19
+    torch.testing.assert_close(out, F.interpolate(ref[:, :19], size=(32, 48), mode="bilinear"))
+
+
+def test_refusals_are_one_line_errors(tmp_path):
+    assert "segformer" in available_models()
+    with pytest.raises(BmvsegError, match="segformer needs weights"):
+        build_model("segformer")
+    with pytest.raises(BmvsegError, match="cannot read a transformers config from .*nowhere"):
+        build_model("segformer", weights=str(tmp_path / "nowhere"))
+    other = tmp_path / "dpt"
+    transformers.DPTConfig().save_pretrained(other)
+    with pytest.raises(BmvsegError, match="'dpt' model; bmvseg cuts only SegFormer.*split_module"):
+        build_model("segformer", weights=other)
+    with pytest.raises(BmvsegError, match="split 'middle' for model 'segformer'"):
+        build_model("segformer", weights=other, split="middle")
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("v") / "clip.mp4"
+    frames = moving_texture_clip("object", 48, 64, 12, seed=3, speed=1.5)[0]
+    encode_video(frames, path, options=X264_ONE_REF)
+    return path
+
+
+@pytest.mark.parametrize("split", ["context", "backbone"])
+def test_engine_runs_segformer_splits(tiny, video, split):
+    path, _ = tiny
+    model = build_model("segformer", weights=path, split=split)
+    per = [r.labels for r in segment(video, model=model, scheme="per-frame")]
+    k1 = [r.labels for r in segment(video, model=model, scheme="inter-bmv", interval=1)]
+    assert len(per) == 12 and all(np.array_equal(a, b) for a, b in zip(per, k1, strict=True))
+    k5 = list(segment(video, model=model, scheme="inter-bmv", interval=5))
+    assert [r.index for r in k5] == list(range(12))
+    assert sum(r.keyframe for r in k5) == 4  # 0, 5, 10 and the last frame
+    assert all(r.labels.shape == (48, 64) and r.labels.max() < 5 for r in k5)
+
+
+def test_cli_segment_with_segformer_directory(tiny, video, tmp_path, capsys):
+    path, _ = tiny
+    out = {}
+    for name, extra in (("per", ["--scheme", "per-frame"]), ("k1", ["-k", "1"]), ("k5", [])):
+        out[name] = tmp_path / name
+        argv = ["segment", str(video), "-o", str(out[name]), "--model", "segformer"]
+        assert main([*argv, "--weights", str(path), *extra]) == 0, capsys.readouterr().err
+    labels = {n: sorted((d / "labels").iterdir()) for n, d in out.items()}
+    assert len(labels["per"]) == len(labels["k1"]) == len(labels["k5"]) == 12
+    for a, b in zip(labels["per"], labels["k1"], strict=True):
+        assert a.read_bytes() == b.read_bytes()
