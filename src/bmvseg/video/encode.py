@@ -34,11 +34,19 @@ def x264_params(options: Mapping[str, str]) -> dict[str, str]:
     return rest
 
 
+# Timestamps given to ``VideoWriter.write(time=...)`` are kept to 1/90000 s (MPEG's clock).
+TIME_BASE = Fraction(1, 90000)
+
+
 class VideoWriter:
     """Streaming encoder: ``write`` RGB frames one by one, ``close`` to flush (context manager).
 
     The frame size is taken from the first frame; the stream holds no more than the encoder's
-    own lookahead in memory.
+    own lookahead in memory.  Frames are spaced ``1 / fps`` apart unless every ``write`` gives
+    the frame's ``time`` (seconds, e.g. the input's ``Frame.time``): then the output keeps the
+    input's timing, variable or not, whatever rate its container declares, shifted so that the
+    first frame is at 0.  A time not after the previous one (a damaged input) is moved just
+    after it, since an encoder refuses timestamps that do not increase.
     """
 
     def __init__(
@@ -56,11 +64,22 @@ class VideoWriter:
         self.rate = Fraction(fps).limit_denominator(1001)
         if container_format is None and not isinstance(dest, (str, os.PathLike)):
             container_format = "mp4"
+        if not (self.rate > 0):
+            raise ValueError(f"fps must be positive, got {fps}")
         self._out = av.open(dest, mode="w", format=container_format)
         self._stream = None
+        self._timed: bool | None = None  # frames carry their own times (set by the first write)
+        self._t0 = 0.0
+        self._last_pts = -1
         self.count = 0
 
-    def write(self, rgb: np.ndarray) -> None:
+    def write(self, rgb: np.ndarray, time: float | None = None) -> None:
+        """Encode one (H, W, 3) uint8 RGB frame; ``time`` in seconds on every call or none."""
+        timed = time is not None
+        if self._timed is None:
+            self._timed, self._t0 = timed, float(time) if timed else 0.0
+        elif timed != self._timed:
+            raise ValueError("VideoWriter.write: give time= for every frame or for none")
         if self._stream is None:
             stream = self._out.add_stream(self.codec, rate=self.rate)
             stream.pix_fmt = self.pix_fmt
@@ -70,8 +89,15 @@ class VideoWriter:
                 if self.codec == "libx264"
                 else {k: str(v) for k, v in self.options.items()}
             )
+            if timed:
+                stream.codec_context.time_base = TIME_BASE
             self._stream = stream
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        if timed:
+            pts = round((float(time) - self._t0) / TIME_BASE)  # type: ignore[arg-type]
+            pts = max(pts, self._last_pts + 1)
+            frame.pts, frame.time_base = pts, TIME_BASE
+            self._last_pts = pts
         for packet in self._stream.encode(frame):
             self._out.mux(packet)
         self.count += 1
