@@ -39,6 +39,25 @@ Features = tuple[torch.Tensor, ...]
 CHANNEL_ORDERS = ("RGB", "BGR")
 
 
+def default_palette(names: Sequence[str]) -> np.ndarray:
+    """Colours for classes with none declared: CamVid's or Cityscapes' own for their class
+    sets (names compared case-insensitively), else the PASCAL VOC colour map."""
+    from bmvseg.data.classes import (
+        CAMVID_CLASSES,
+        CAMVID_PALETTE,
+        CITYSCAPES_CLASSES,
+        CITYSCAPES_PALETTE,
+    )
+    from bmvseg.models.torchvision_seg import voc_palette
+
+    lower = tuple(n.lower() for n in names)
+    if lower == CAMVID_CLASSES:
+        return CAMVID_PALETTE.copy()
+    if lower == CITYSCAPES_CLASSES:
+        return CITYSCAPES_PALETTE.copy()
+    return voc_palette(len(names))
+
+
 def upsample(logits: torch.Tensor, out_size: Sequence[int]) -> torch.Tensor:
     """Bilinear resize to ``out_size`` (H, W), align_corners=False: the one used for logits."""
     if tuple(logits.shape[-2:]) == tuple(out_size):

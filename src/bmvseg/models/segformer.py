@@ -28,13 +28,16 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from bmvseg.data.classes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from bmvseg.errors import BmvsegError, CheckpointError
-from bmvseg.models.base import Features, SegmentationModel, check_output_conventions
+from bmvseg.models.base import (
+    Features,
+    SegmentationModel,
+    check_output_conventions,
+    default_palette,
+)
 
 SPLITS = ("context", "backbone")
 INSTALL_HINT = 'pip install -e ".[transformers]"'
@@ -46,15 +49,6 @@ def _transformers():
     except ModuleNotFoundError:
         raise BmvsegError(f"SegFormer models need transformers: {INSTALL_HINT}") from None
     return transformers
-
-
-def palette_for(names: tuple[str, ...]) -> np.ndarray:
-    """Cityscapes' own colours for its 19 classes, else the VOC colour map."""
-    from bmvseg.models.torchvision_seg import voc_palette
-
-    if tuple(n.lower() for n in names) == CITYSCAPES_CLASSES:
-        return CITYSCAPES_PALETTE.copy()
-    return voc_palette(len(names))
 
 
 class SegformerSeg(SegmentationModel):
@@ -90,7 +84,7 @@ class SegformerSeg(SegmentationModel):
             self.class_names = tuple(c for i, c in enumerate(names) if i != void_index)
         else:
             self.class_names = tuple(f"class{i}" for i in range(self.num_classes))
-        self.palette = palette_for(tuple(self.class_names))
+        self.palette = default_palette(self.class_names)
         if mean is not None:
             self.mean = tuple(mean)
         if std is not None:

@@ -1,0 +1,380 @@
+"""Any PyTorch segmentation network as a bmvseg model, cut where the user says.
+
+``split_module(net, cut="decoder.fuse")`` traces ``net`` with ``torch.fx`` (the named submodules
+kept as single calls) and divides its graph in two ``GraphModule``s that share ``net``'s
+parameters: the feature network computes everything the cut submodule(s) need and returns their
+outputs; the task network is the rest of the graph, from those outputs to the network's output.
+Nothing of the user's code is parsed or rewritten by hand.
+
+A cut separates the graph when everything after it depends on the image only through the cut
+outputs (reading the image's *shape*, e.g. to upsample to it, is allowed: the task network gets
+the output size instead).  A branch that bypasses the cut (a skip connection around it, a second
+decoder input) does not separate it: list that branch's submodule too, ``cut=["a", "b"]``, and
+both become feature tensors.  Aux heads and other outputs are dropped first: the output used is
+the tensor the network returns, ``out["out"]`` (torchvision) or ``out.logits`` (transformers),
+or the first element of a tuple.
+
+Strides are measured with one probe forward pass (:data:`PROBE`); the output may have any
+resolution and is upsampled bilinearly to the image size.  When the network itself ends in a
+bilinear upsample to the image size, that upsample is split off, so the model has
+low-resolution ``logits`` like the built-in ones and gives the same result.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from bmvseg.errors import BmvsegError
+from bmvseg.models.base import (
+    Features,
+    SegmentationModel,
+    check_output_conventions,
+    default_palette,
+    upsample,
+)
+
+PROBE = (256, 320)  # (H, W) of the probe image: a multiple of strides up to 64
+_SHAPE_READS = {("call_function", getattr), ("call_method", "size"), ("call_method", "dim")}
+
+
+class _ImageShape:
+    """Stands in for the image in the task network, which may read only its shape."""
+
+    def __init__(self, shape: torch.Size) -> None:
+        self.shape = shape
+        self.ndim = len(shape)
+
+    def size(self, dim: int | None = None):
+        return self.shape if dim is None else self.shape[dim]
+
+    def dim(self) -> int:
+        return self.ndim
+
+
+def _describe(node: fx.Node) -> str:
+    return repr(node.target) if node.op == "call_module" else f"{node.name!r}"
+
+
+class _Tracer(fx.Tracer):
+    """fx's tracer with the cut submodules kept as one call each."""
+
+    def __init__(self, keep: set[str]) -> None:
+        super().__init__()
+        self.keep = keep
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return qualname in self.keep or super().is_leaf_module(m, qualname)
+
+
+def _trace(module: nn.Module, cuts: list[str]) -> fx.GraphModule:
+    params = list(inspect.signature(module.forward).parameters.values())[1:]
+    needed = [p.name for p in params if p.default is inspect.Parameter.empty
+              and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]  # fmt: skip
+    if needed:
+        raise BmvsegError(
+            f"{type(module).__name__}.forward needs {', '.join(needed)} besides the image; "
+            "wrap it in a module whose forward takes only the image"
+        )
+    concrete = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+    try:
+        graph = _Tracer(set(cuts)).trace(module, concrete_args=concrete or None)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BmvsegError(
+            f"cannot trace {type(module).__name__} with torch.fx ({type(exc).__name__}: "
+            f"{first[:160]}); move data-dependent Python code into a submodule that stays "
+            "before or after the cut, or subclass bmvseg.models.base.SegmentationModel"
+        ) from None
+    return fx.GraphModule(module, graph)
+
+
+def _keep_only_logits(graph: fx.Graph) -> fx.Node:
+    """Make the graph return just the class scores; drop what only other outputs needed."""
+    out_node = next(n for n in graph.nodes if n.op == "output")
+    out = out_node.args[0]
+    if isinstance(out, dict):
+        key = "out" if "out" in out else "logits" if "logits" in out else None
+        if key is None:
+            raise BmvsegError(
+                f"the network returns a dict without 'out' or 'logits' (keys: {list(out)})"
+            )
+        out = out[key]
+    elif isinstance(out, (tuple, list)):
+        out = out[0]
+    if not isinstance(out, fx.Node):
+        raise BmvsegError("the network's output does not depend on its input")
+    out_node.args = (out,)
+    graph.eliminate_dead_code()
+    return out
+
+
+def _ancestors(nodes: list[fx.Node]) -> set[fx.Node]:
+    seen: set[fx.Node] = set()
+    stack = list(nodes)
+    while stack:
+        n = stack.pop()
+        if n not in seen:
+            seen.add(n)
+            stack.extend(n.all_input_nodes)
+    return seen
+
+
+def _cut_nodes(graph: fx.Graph, cuts: list[str], net: str) -> list[fx.Node]:
+    nodes = []
+    for name in cuts:
+        calls = [n for n in graph.nodes if n.op == "call_module" and n.target == name]
+        if len(calls) != 1:
+            why = "is not on the path to its output" if not calls else f"is called {len(calls)}x"
+            raise BmvsegError(
+                f"cut {name!r} {why} in {net}'s traced graph; cut at a submodule the output "
+                "needs and that runs once per image"
+            )
+        nodes.append(calls[0])
+    return nodes
+
+
+def _check_separates(
+    graph: fx.Graph, before: set[fx.Node], cut_nodes: list[fx.Node], cuts: list[str], net: str
+) -> bool:
+    """Refuse a cut that a path bypasses; True when the task network reads the image's shape."""
+    reads_shape = False
+    for node in graph.nodes:
+        if node in before or node.op == "output":
+            continue
+        for src in node.all_input_nodes:
+            if src not in before or src in cut_nodes or src.op == "get_attr":
+                continue
+            if src.op == "placeholder" and (node.op, node.target) in _SHAPE_READS:
+                if node.op == "call_method" or node.args[1] == "shape":
+                    reads_shape = True
+                    continue
+            what = "the input image" if src.op == "placeholder" else _describe(src)
+            raise BmvsegError(
+                f"cut {', '.join(map(repr, cuts))} does not separate {net}'s graph: "
+                f"{_describe(node)} after the cut also uses {what}, computed before it; "
+                "cut where every path passes, or list the bypassing branch too (cut=[...])"
+            )
+    return reads_shape
+
+
+def _subgraph(
+    gm: fx.GraphModule, nodes: list[fx.Node], inputs: list[fx.Node], output: Any
+) -> fx.GraphModule:
+    """A GraphModule of ``nodes`` (in order) taking ``inputs`` and returning ``output``."""
+    g = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {}
+    for i, n in enumerate(inputs):
+        env[n] = g.placeholder(n.name if n.op == "placeholder" else f"feature_{i}")
+    for n in nodes:
+        if n not in env:
+            env[n] = g.node_copy(n, lambda a: env[a])
+    g.output(fx.node.map_arg(output, lambda a: env[a]))
+    g.lint()
+    return fx.GraphModule(gm, g)
+
+
+def _final_upsample(out: fx.Node, image: fx.Node) -> fx.Node | None:
+    """The input of a final bilinear (align_corners=False) upsample to the image size, if any."""
+    if out.op != "call_function" or out.target is not F.interpolate:
+        return None
+    names = ("input", "size", "scale_factor", "mode", "align_corners", "recompute_scale_factor")
+    args = dict(zip(names, out.args, strict=False))
+    args.update(out.kwargs)
+    if args.get("mode") != "bilinear" or args.get("align_corners") not in (None, False):
+        return None
+    size, src = args.get("size"), args.get("input")
+    if not isinstance(size, fx.Node) or not isinstance(src, fx.Node):
+        return None
+    if args.get("scale_factor") is not None or image not in _ancestors([size]):
+        return None
+    if args.get("recompute_scale_factor") or args.get("antialias"):
+        return None
+    # the size must be the image's (H, W): x.shape[-2:] or x.size()[2:]
+    if size.op == "call_function" and size.target is operator.getitem:
+        idx = size.args[1]
+        if (
+            isinstance(idx, slice)
+            and idx.start in (-2, 2)
+            and idx.stop is None
+            and idx.step is None
+        ):
+            return src
+    return None
+
+
+def _to_logits(out: Any) -> torch.Tensor:
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, dict):
+        return out["out"] if "out" in out else out["logits"]
+    if hasattr(out, "logits"):
+        return out.logits
+    if isinstance(out, (tuple, list)):
+        return out[0]
+    raise BmvsegError(f"the network's output is a {type(out).__name__}, not class scores")
+
+
+class SplitModel(SegmentationModel):
+    """A traced network cut in two; build it with :func:`split_module`."""
+
+    def __init__(
+        self,
+        feature_net: fx.GraphModule,
+        task_net: fx.GraphModule,
+        lowres_net: fx.GraphModule | None,
+        task_takes_shape: bool,
+        cut: tuple[str, ...],
+    ) -> None:
+        super().__init__()
+        self.feature_net = feature_net
+        self.task_net = task_net
+        self.lowres_net = lowres_net
+        self.task_takes_shape = task_takes_shape
+        self.cut = cut
+
+    def features(self, image: torch.Tensor) -> Features:
+        return tuple(self.feature_net(image))
+
+    def _run(self, net: fx.GraphModule, feats: Features, out_size: Sequence[int]) -> torch.Tensor:
+        args: list[Any] = list(feats)
+        if self.task_takes_shape:
+            n = feats[0].shape[0]
+            args.append(_ImageShape(torch.Size((n, 3, *out_size))))
+        return _to_logits(net(*args))
+
+    @property
+    def has_lowres_logits(self) -> bool:
+        return self.lowres_net is not None
+
+    def logits(self, feats: Features) -> torch.Tensor:
+        if self.lowres_net is None:
+            raise NotImplementedError(
+                "this network does not end in a bilinear upsample to the image size"
+            )
+        return self.map_outputs(self._run(self.lowres_net, feats, (0, 0)))
+
+    def task(self, feats: Features, out_size: tuple[int, int]) -> torch.Tensor:
+        if self.lowres_net is not None:
+            return upsample(self.logits(feats), out_size)
+        return self.map_outputs(upsample(self._run(self.task_net, feats, out_size), out_size))
+
+
+def split_module(
+    module: nn.Module,
+    cut: str | Sequence[str],
+    *,
+    class_names: Sequence[str] | None = None,
+    mean: Sequence[float] = (0.485, 0.456, 0.406),
+    std: Sequence[float] = (0.229, 0.224, 0.225),
+    palette: np.ndarray | Sequence[Sequence[int]] | None = None,
+    channel_order: str = "RGB",
+    scale: float = 1.0 / 255.0,
+    void_index: int | None = None,
+    class_map: Sequence[int | None] | None = None,
+) -> SplitModel:
+    """Cut ``module`` after submodule(s) ``cut`` into a :class:`SegmentationModel` (eval mode).
+
+    ``class_names``/``palette`` describe the reported classes (after ``void_index`` is dropped
+    and ``class_map`` applied, see :mod:`bmvseg.models.base`); None = generic names / colours.
+    ``channel_order``, ``scale``, ``mean``, ``std``: what the network expects of its input.
+    """
+    net = type(module).__name__
+    cuts = [cut] if isinstance(cut, str) else list(cut)
+    if not cuts or not all(isinstance(c, str) and c for c in cuts):
+        raise BmvsegError(f"cut must name one or more submodules of {net}, not {cut!r}")
+    if channel_order not in ("RGB", "BGR"):
+        raise BmvsegError(f"channel_order must be 'RGB' or 'BGR', not {channel_order!r}")
+    names = dict(module.named_modules())
+    for c in cuts:
+        if c not in names:
+            near = difflib.get_close_matches(c, [n for n in names if n], n=3)
+            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            raise BmvsegError(f"{net} has no submodule {c!r}{hint}")
+    module.eval()
+    gm = _trace(module, cuts)
+    graph = gm.graph
+    out = _keep_only_logits(graph)
+    image = next(n for n in graph.nodes if n.op == "placeholder")
+    cut_nodes = _cut_nodes(graph, cuts, net)
+    before = _ancestors(cut_nodes)
+    reads_shape = _check_separates(graph, before, cut_nodes, cuts, net)
+    order = list(graph.nodes)
+    feature_net = _subgraph(gm, [n for n in order if n in before], [image], tuple(cut_nodes))
+    after = [n for n in order if n not in before and n.op != "output"]
+    inputs = cut_nodes + ([image] if reads_shape else [])
+    task_net = _subgraph(gm, after, inputs, out)
+    lowres_net = None
+    low = _final_upsample(out, image)
+    if low is not None:
+        lowres_net = _subgraph(gm, [n for n in after if n in _ancestors([low])], inputs, low)
+        if reads_shape and next(iter(lowres_net.graph.nodes)).op == "placeholder":
+            shape_in = [n for n in lowres_net.graph.nodes if n.op == "placeholder"][-1]
+            if shape_in.users:  # needs the output size before its last upsample: no low-res
+                lowres_net = None
+    if low is None and not reads_shape:  # the output is not resized to the image: it is
+        lowres_net = task_net  # the low-resolution scores the task upsamples
+    model = SplitModel(feature_net, task_net, lowres_net, reads_shape, tuple(cuts))
+    model.channel_order, model.scale = channel_order, float(scale)
+    model.mean, model.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+    if len(model.mean) != 3 or len(model.std) != 3:
+        raise BmvsegError(f"mean and std need 3 values each, not {mean!r} / {std!r}")
+    _probe(model, net, void_index, class_map)
+    if class_names is not None:
+        class_names = tuple(str(c) for c in class_names)
+        if len(class_names) != model.num_classes:
+            raise BmvsegError(
+                f"{len(class_names)} class_names for the {model.num_classes} classes "
+                f"{net} reports (after void_index / class_map)"
+            )
+        model.class_names = class_names
+    else:
+        model.class_names = tuple(f"class{i}" for i in range(model.num_classes))
+    pal = default_palette(model.class_names) if palette is None else np.asarray(palette)
+    if pal.shape != (model.num_classes, 3) or pal.min() < 0 or pal.max() > 255:
+        raise BmvsegError(
+            f"palette must be ({model.num_classes}, 3) values 0..255, not shape {pal.shape}"
+        )
+    model.palette = pal.astype(np.uint8)
+    return model.eval()
+
+
+def _probe(model: SplitModel, net: str, void_index: int | None, class_map: Any) -> None:
+    """Measure the strides and the class count with one forward pass on a blank image."""
+    p = next(model.parameters(), None)
+    device = p.device if p is not None else torch.device("cpu")
+    x = torch.zeros(1, 3, *PROBE, device=device)
+    with torch.no_grad():
+        feats = model.features(x)
+        for name, f in zip(model.cut, feats, strict=True):
+            if not isinstance(f, torch.Tensor) or f.ndim != 4:
+                kind = type(f).__name__ if not isinstance(f, torch.Tensor) else f"{f.ndim}-D tensor"
+                raise BmvsegError(
+                    f"cut {name!r} of {net} returns a {kind}, not an (N, C, H, W) feature map; "
+                    "cut at a submodule that returns one"
+                )
+        strides = []
+        for name, f in zip(model.cut, feats, strict=True):
+            sh, sw = PROBE[0] / f.shape[-2], PROBE[1] / f.shape[-1]
+            if sh != sw or sh != int(sh) or sh < 1:
+                raise BmvsegError(
+                    f"cut {name!r} of {net} gives a {f.shape[-2]}x{f.shape[-1]} map for a "
+                    f"{PROBE[0]}x{PROBE[1]} image: not a whole stride of the input"
+                )
+            strides.append(int(sh))
+        model.strides = tuple(strides)
+        raw = model._run(model.task_net, feats, PROBE)
+    if raw.ndim != 4:
+        raise BmvsegError(f"{net} returns a {raw.ndim}-D output, not (N, classes, H, W) scores")
+    model.void_index = void_index
+    model.class_map = tuple(class_map) if class_map is not None else None
+    model.num_classes = check_output_conventions(raw.shape[1], void_index, model.class_map)
