@@ -1,0 +1,192 @@
+"""Full-size arg-max labels from low-resolution logits without the full-size upsample.
+
+The reference is ``F.interpolate(logits, (H, W), mode="bilinear", align_corners=False)``
+followed by an arg-max over classes.  Each full-size pixel's upsampled scores are a convex
+combination of its (up to) four low-resolution neighbours' scores, so where those four share
+one arg-max class, that class wins: exactly, because float rounding of a convex combination is
+monotone in each input (a strict win can at worst become an exact tie).  Full-resolution work
+is therefore needed only in the *cells* (2x2 neighbourhoods of low-res pixels) whose corners
+disagree, typically a few percent of a street scene; everywhere else the low-res labels are
+expanded with the upsample's own pixel-to-source mapping.
+
+Exactness in the disagreeing cells: the bilinear scores there are recomputed with the same
+source indices and weights as PyTorch's CPU kernel (``src = max(scale * (X + 0.5) - 0.5, 0)``
+with ``scale = in / out``, both taps clamped to the last pixel) and the same fused
+multiply-adds, so on that kernel the result is bit-identical and labels can differ only at
+exact ties between classes.  A kernel that rounds differently (another device or build) makes
+them differ at most where two classes are within a few ulps of each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+_CHUNK = 1 << 16  # full-resolution pixels recomputed per batch (bounds memory)
+
+
+def _fma(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``a * b + c`` as a float32 fused multiply-add: the product is exact in float64, the sum
+    is rounded to float64 then float32 (differs from one rounding only in rare double-rounding
+    cases, a last-bit difference)."""
+    return torch.addcmul(c.double(), a.double(), b.double()).float()
+
+
+@dataclass(frozen=True)
+class _Tiles:
+    """One axis of the upsample, cut into tiles of at most ``size`` output pixels that share
+    their two source taps: tile ``t`` covers output pixels ``pos[:, t]`` (where
+    ``valid[:, t]``), interpolating between sources ``src[t]`` and ``src1[t]`` with weights
+    ``w0[:, t], w1[:, t]``.  Tiles are the last axis so that gathers stay contiguous.
+    """
+
+    src: torch.Tensor  # (T,) first source index
+    src1: torch.Tensor  # (T,) second source index (clamped to the last)
+    pos: torch.Tensor  # (size, T) output pixel index (clamped where not valid)
+    valid: torch.Tensor  # (size, T) bool
+    w0: torch.Tensor  # (size, T) weight of src
+    w1: torch.Tensor  # (size, T) weight of src1
+    counts: torch.Tensor  # (n_in,) output pixels per source index
+
+
+@lru_cache(maxsize=32)
+def _tiles(n_in: int, n_out: int, device: torch.device) -> _Tiles:
+    """The kernel's pixel-to-source mapping of one axis, as tiles (see :class:`_Tiles`)."""
+    scale = torch.tensor(float(n_in), dtype=torch.float32) / n_out
+    dst = torch.arange(n_out, dtype=torch.float32) + 0.5
+    src = _fma(scale.expand(n_out), dst, torch.full((n_out,), -0.5)).clamp_min(0)
+    i0 = src.floor().long().clamp_max(n_in - 1)
+    lam = (src - i0).clamp(0, 1)
+    i1 = torch.where(i0 < n_in - 1, i0 + 1, i0)
+    counts = torch.bincount(i0, minlength=n_in)  # i0 is sorted: source i owns a run of pixels
+    inner = counts[1:-1] if n_in > 2 else counts
+    size = max(1, int(inner.max()))  # the clamped border runs are longer: they get 2+ tiles
+    per_src = -(-counts // size)
+    tile_src = torch.repeat_interleave(torch.arange(n_in), per_src)
+    first_tile = torch.cumsum(per_src, 0) - per_src
+    run_start = torch.cumsum(counts, 0) - counts
+    k = torch.arange(tile_src.numel()) - first_tile[tile_src]  # tile number within its run
+    start = run_start[tile_src] + k * size
+    length = torch.minimum(counts[tile_src] - k * size, torch.tensor(size))
+    offs = torch.arange(size)
+    pos = (start[None, :] + offs[:, None]).clamp_max(n_out - 1)
+    tiles = _Tiles(tile_src, i1[pos[0]], pos, offs[:, None] < length, 1 - lam[pos], lam[pos],
+                   counts)  # fmt: skip
+    return _Tiles(*(t.to(device) for t in vars(tiles).values()))
+
+
+def disagreeing_cells(low: torch.Tensor) -> torch.Tensor:
+    """``(h, w)`` bool: cell ``(i, j)`` (corners ``i..i+1, j..j+1``, clamped) is not uniform."""
+    right = torch.cat([low[:, 1:], low[:, -1:]], 1)
+    down = torch.cat([low[1:], low[-1:]], 0)
+    diag = torch.cat([right[1:], right[-1:]], 0)
+    return (low != right) | (low != down) | (low != diag)
+
+
+def _expand(t: torch.Tensor, ry: torch.Tensor, rx: torch.Tensor) -> torch.Tensor:
+    return t.repeat_interleave(ry, 0).repeat_interleave(rx, 1)
+
+
+def labels_from_logits(
+    logits: torch.Tensor, out_hw: tuple[int, int], void_index: int | None = None
+) -> np.ndarray:
+    """Arg-max of the bilinear (align_corners=False) upsample of ``logits`` to ``out_hw``.
+
+    ``logits``: ``(1, K, h, w)`` float scores.  Returns an ``(H, W)`` uint8 label map equal to
+    ``F.interpolate(logits, out_hw, mode="bilinear", align_corners=False)[0].argmax(0)``
+    except at exact ties (see the module docstring).  ``void_index`` names an output that is
+    not a class: it is dropped before the arg-max and the ids above it move down by one (as
+    :meth:`~bmvseg.models.base.SegmentationModel.map_outputs` does).
+    """
+    labels, _ = labels_and_share(logits, out_hw, void_index)
+    return labels
+
+
+def labels_and_share(
+    logits: torch.Tensor, out_hw: tuple[int, int], void_index: int | None = None
+) -> tuple[np.ndarray, float]:
+    """:func:`labels_from_logits` and the share of cells that needed full-resolution work."""
+    if logits.ndim != 4 or logits.shape[0] != 1:
+        raise ValueError(f"logits must be (1, K, h, w), got {tuple(logits.shape)}")
+    if void_index is not None:
+        keep = [i for i in range(logits.shape[1]) if i != void_index]
+        logits = logits[:, keep]
+    if logits.shape[1] > 256:
+        raise ValueError(f"{logits.shape[1]} classes do not fit uint8 labels")
+    H, W = out_hw
+    _, k, h, w = logits.shape
+    low = logits[0].argmax(0)
+    if (h, w) == (H, W):
+        return low.to(torch.uint8).cpu().numpy(), 0.0
+    cells = disagreeing_cells(low)
+    share = float(cells.float().mean())
+    ty_all, tx_all = _tiles(h, H, logits.device), _tiles(w, W, logits.device)
+    out = _expand(low.to(torch.uint8), ty_all.counts, tx_all.counts)
+    ty, tx = cells[ty_all.src][:, tx_all.src].nonzero(as_tuple=True)  # disagreeing tiles
+    if ty.numel():
+        flat = logits[0].reshape(k, h * w).float()
+        # A float32 result differs from the kernel's by a few ulps of the largest score, so
+        # only pixels whose two best classes are closer than that are recomputed exactly.
+        tol = 16 * torch.finfo(torch.float32).eps * float(flat.nan_to_num(0, 0, 0).abs().max())
+        # -inf scores (never-predicted classes) would give inf * 0 = nan; the lowest finite
+        # float keeps them losing without changing any finite score.
+        flat = torch.nan_to_num(flat, neginf=torch.finfo(torch.float32).min)
+        step = max(1, _CHUNK // (ty_all.pos.shape[0] * tx_all.pos.shape[0]))
+        for s in range(0, ty.numel(), step):
+            _fill(out, flat, w, ty_all, tx_all, ty[s : s + step], tx[s : s + step], tol)
+    return out.cpu().numpy(), share
+
+
+def _fill(out, flat, w, rows: _Tiles, cols: _Tiles, ty, tx, tol: float) -> None:
+    """Write the arg-max of the bilinear scores of tiles ``(ty[n], tx[n])`` into ``out``.
+
+    The tile axis ``n`` is kept innermost so that every elementwise step is a long contiguous
+    vector operation (broadcasting over short trailing axes is several times slower).
+    """
+    k = flat.shape[0]
+    r0, r1 = rows.src[ty] * w, rows.src1[ty] * w
+    c0, c1 = cols.src[tx], cols.src1[tx]
+    idx = torch.stack([r0 + c0, r0 + c1, r1 + c0, r1 + c1])
+    q = flat.index_select(1, idx.flatten()).view(k, 4, 1, 1, -1)  # (K, 4, 1, 1, n)
+    wx0, wx1 = cols.w0[:, tx][None], cols.w1[:, tx][None]  # (1, C, n)
+    wy0, wy1 = rows.w0[:, ty][:, None], rows.w1[:, ty][:, None]  # (R, 1, n)
+    t0 = q[:, 0] * wx0 + q[:, 1] * wx1  # (K, 1, C, n): along x first, as the kernel
+    t1 = q[:, 2] * wx0 + q[:, 3] * wx1
+    v = (t0 * wy0 + t1 * wy1).view(k, -1)  # (K, R * C * n)
+    best, gap = _top2(v)
+    near = (gap <= tol).nonzero().flatten()
+    if near.numel():  # recompute those with the kernel's rounding
+        rr, cc, n_ = torch.unravel_index(near, (wy0.shape[0], wx0.shape[1], ty.numel()))
+        best[near] = _exact_argmax(q[:, :, 0, 0, n_], wx0[0, cc, n_], wx1[0, cc, n_],
+                                   wy0[rr, 0, n_], wy1[rr, 0, n_])  # fmt: skip
+    ys = rows.pos[:, ty][:, None, :].expand(-1, wx0.shape[1], -1)  # (R, C, n)
+    xs = cols.pos[:, tx][None, :, :].expand(wy0.shape[0], -1, -1)
+    ok = (rows.valid[:, ty][:, None, :] & cols.valid[:, tx][None, :, :]).flatten()
+    out[ys.flatten()[ok], xs.flatten()[ok]] = best[ok].to(torch.uint8)
+
+
+def _top2(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Arg-max over the first axis (first index on ties) and the gap to the runner-up."""
+    best = v[0].clone()
+    second = torch.full_like(best, float("-inf"))
+    arg = torch.zeros(v.shape[1], dtype=torch.long, device=v.device)
+    for c in range(1, v.shape[0]):  # K elementwise steps: cheaper than a strided arg-max
+        second = torch.maximum(second, torch.minimum(best, v[c]))
+        arg.masked_fill_(v[c] > best, c)
+        best = torch.maximum(best, v[c])
+    return arg, best - second
+
+
+def _exact_argmax(q: torch.Tensor, wx0, wx1, wy0, wy1) -> torch.Tensor:
+    """Arg-max of the bilinear scores with the CPU kernel's rounding (first index on ties).
+
+    ``q``: ``(K, 4, n)`` taps.  The kernel interpolates along x first,
+    ``t = fma(a, wx0, b * wx1)`` for both rows, then ``fma(t0, wy0, t1 * wy1)``.
+    """
+    a, b, c, d = q.unbind(1)
+    t0 = _fma(a, wx0, b * wx1)
+    t1 = _fma(c, wx0, d * wx1)
+    return _fma(t0, wy0, t1 * wy1).argmax(0)
