@@ -1,0 +1,476 @@
+"""The driver of a distributed segmentation job: plan, spread over Ray workers, write, resume.
+
+Layout: with one input, ``out`` is laid out as ``bmvseg segment`` lays it out (``labels/``,
+``overlay.mp4``, ``run.json``, ``summary.json`` last); with several, each video gets
+``out/<name>/`` with that layout (names from :mod:`bmvseg.distributed.inputs`) and
+``out/job.json`` lists every video's state: ``pending``, ``complete`` or ``failed`` with its
+one-line error.
+
+Only the driver writes.  A chunk's labels and overlay piece are written as soon as its result
+arrives, then a marker ``<video dir>/.chunks/<chunk>.json`` (atomic, after everything it vouches
+for), so a killed driver loses at most the chunks in flight: ``resume`` skips complete videos
+(``summary.json`` says so) and every chunk with a marker.  When all chunks of a video are in, the
+pieces are joined into ``overlay.mp4``, ``summary.json`` records the chunking, and ``.chunks/``
+is removed.
+
+Faults: a worker process that dies mid-chunk is restarted by Ray and the chunk retried
+(``max_restarts``, ``max_task_retries``); a video whose chunk fails (bad stream, worker lost too
+often) is marked failed and the others go on; the exit status is non-zero if any video failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import sys
+import time
+import uuid
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from bmvseg.distributed.chunks import DEFAULT_CHUNK_FRAMES, Chunk, chunk_length, plan_chunks
+from bmvseg.distributed.inputs import VideoInput, assign_names, expand_inputs
+from bmvseg.distributed.outdir import (
+    CHUNK_DIR,
+    VideoDir,
+    holds_output,
+    read_json,
+    write_atomic,
+    write_json,
+)
+from bmvseg.distributed.overlay import join_pieces
+from bmvseg.distributed.worker import ChunkResult, ChunkSegmenter, EngineSpec
+from bmvseg.errors import BmvsegError
+from bmvseg.video.reader import VideoReader
+
+MAX_TASK_RETRIES = 3  # a chunk whose worker dies more often than this fails its video
+IN_FLIGHT_PER_WORKER = 2  # one running, one queued: a worker never waits for the driver
+WORKER_PREFIX = "bmvseg-worker-"  # Ray actor names: bmvseg-worker-<job token>-<n>
+FAILED_EXIT = 2  # as a user error: at least one video could not be segmented
+
+
+def import_ray() -> Any:
+    """Ray, or a one-line error saying how to install it (it is an optional extra)."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise BmvsegError(
+            'distributed runs need Ray: pip install -e ".[ray]" (or pip install "ray>=2.9")'
+        ) from exc
+    return ray
+
+
+@dataclass
+class _Video:
+    """One video's progress through the job."""
+
+    input: VideoInput
+    dir: Path
+    state: str = "pending"
+    error: str | None = None
+    identity: dict = field(default_factory=dict)
+    frame_count: int | None = None
+    rotation: int = 0
+    chunks: list[Chunk] = field(default_factory=list)
+    done: dict[str, dict] = field(default_factory=dict)  # chunk key -> that chunk's stats
+    resumed: int = 0  # chunks found finished on disk
+    frames: int = 0
+    out: VideoDir | None = None
+    t0: float = 0.0
+
+    def record(self) -> dict:
+        return {
+            "video": str(self.input.path),
+            "name": self.input.name,
+            "renamed_from": self.input.stem if self.input.name != self.input.stem else None,
+            "output": self.dir.name,
+            "state": self.state,
+            "error": self.error,
+            "frames": self.frames if self.state == "complete" else None,
+        }
+
+
+def run_job(
+    inputs: list[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    spec: EngineSpec | None = None,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    threads_per_worker: int = 1,
+    chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    resume: bool = False,
+    overwrite: bool = False,
+    overlay: bool = True,
+    progress: bool | None = None,
+) -> int:
+    """Segment every video ``inputs`` name into ``out`` on Ray; returns the exit status.
+
+    ``workers`` actors (default: as many as the cluster's CPUs allow at ``threads_per_worker``
+    torch threads each) run on the Ray cluster at ``ray_address``, or on one started here with
+    ``workers * threads_per_worker`` CPUs; a Ray session already initialised in this process is
+    used as it is.  ``progress`` None shows the bar only on a terminal.  A user error that stops
+    the whole job (no inputs, a bad checkpoint, an unreachable cluster) is raised as
+    :class:`BmvsegError`; with one input, so is that video's failure.
+    """
+    spec = spec or EngineSpec()
+    out = Path(out)
+    spec.config().validate()
+    size = chunk_length(chunk_frames, spec.interval)
+    if workers is not None and workers < 1:
+        raise BmvsegError(f"--workers must be >= 1, got {workers}")
+    if threads_per_worker < 1:
+        raise BmvsegError(f"threads per worker must be >= 1, got {threads_per_worker}")
+    found = assign_names(expand_inputs(list(inputs), exclude=out))
+    single = len(found) == 1
+    videos = [_Video(v, out if single else out / v.name) for v in found]
+    if not single:
+        _check_root(out, resume=resume, overwrite=overwrite)
+    for v in videos:
+        _probe(v, spec, size, single)
+    for v in videos:
+        if v.state == "pending" and resume:
+            _check_resume(v)
+    todo = [v for v in videos if v.state == "pending"]
+
+    ray = import_ray()
+    started = False
+    bar = None
+    try:
+        if todo:
+            started = _connect(ray, ray_address, workers, threads_per_worker)
+            actors = _start_workers(ray, spec, workers, threads_per_worker,
+                                    sum(len(v.chunks) for v in todo))  # fmt: skip
+        if not single:
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise BmvsegError(f"cannot write {out}: {exc.strerror or exc}") from exc
+        for v in todo:
+            _open_output(v, resume=resume, overwrite=overwrite)
+        _write_job(out, videos, spec, size, single)
+        if todo:
+            bar = tqdm(
+                total=sum(v.frame_count or 0 for v in todo)
+                - sum(st["frames"] for v in todo for st in v.done.values()),
+                unit="frame",
+                desc=f"{spec.scheme} k={spec.interval}",
+                disable=None if progress is None else not progress,
+                smoothing=0.1,
+            )
+            _schedule(ray, actors, todo, videos, out, spec, size, single, overlay, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+        if started:
+            ray.shutdown()
+    failed = [v for v in videos if v.state == "failed"]
+    if single and failed:
+        raise BmvsegError(failed[0].error or "failed")
+    for v in failed:
+        print(f"bmvseg segment: error: {v.input.path}: {v.error}", file=sys.stderr)
+    complete = len(videos) - len(failed)
+    where = out if single else out / "job.json"
+    print(f"{complete} of {len(videos)} videos complete; {sum(v.frames for v in videos)} frames; "
+          f"output in {where}", flush=True)  # fmt: skip
+    return FAILED_EXIT if failed else 0
+
+
+# -- before anything runs ------------------------------------------------------------------------
+
+
+def _check_root(out: Path, *, resume: bool, overwrite: bool) -> None:
+    if holds_output(out) and not (resume or overwrite):
+        raise BmvsegError(
+            f"{out} already holds output; pass --resume to continue that job "
+            "or --overwrite to replace it"
+        )
+
+
+def _probe(v: _Video, spec: EngineSpec, size: int, single: bool) -> None:
+    """Frame count and identity, or the video's one-line error (raised for a single input)."""
+    try:
+        with VideoReader(v.input.path, motion=spec.motion) as reader:
+            v.frame_count = reader.frame_count
+            v.rotation = reader.rotation
+            if reader.notice:
+                print(f"bmvseg: notice: {reader.notice}", flush=True)
+        v.identity = spec.identity(v.input.path)
+    except BmvsegError as exc:
+        if single:
+            raise
+        v.state, v.error = "failed", str(exc)
+        return
+    except OSError as exc:
+        if single:
+            raise BmvsegError(f"{v.input.path}: {exc.strerror or exc}") from exc
+        v.state, v.error = "failed", f"{v.input.path}: {exc.strerror or exc}"
+        return
+    v.chunks = plan_chunks(v.frame_count, spec.interval, size)
+
+
+def _check_resume(v: _Video) -> None:
+    """A finished video is skipped; a different run in its folder stops the job untouched."""
+    previous = read_json(v.dir / "run.json")
+    if previous is not None and previous != v.identity:
+        changed = sorted(k for k in v.identity if previous.get(k) != v.identity[k])
+        raise BmvsegError(
+            f"{v.dir} holds a different run ({', '.join(changed)} differ); "
+            "use --overwrite or another directory"
+        )
+    summary = read_json(v.dir / "summary.json")
+    if previous is not None and summary and summary.get("complete"):
+        v.state, v.frames = "complete", int(summary.get("frames") or 0)
+
+
+def _connect(ray: Any, address: str | None, workers: int | None, threads: int) -> bool:
+    """Join or start a Ray cluster; True when this call started (and must stop) it."""
+    if address:
+        _check_reachable(address)
+    if ray.is_initialized():
+        return False
+    quiet = {"logging_level": logging.ERROR, "log_to_driver": False, "include_dashboard": False}
+    if address:
+        try:
+            ray.init(address=address, **quiet)
+        except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError, ...
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise BmvsegError(f"cannot connect to the Ray cluster at {address}: {first}") from exc
+        return True
+    cpus = (workers or max(1, (os.cpu_count() or 1) // threads)) * threads
+    ray.init(num_cpus=cpus, **quiet)
+    return True
+
+
+def _check_reachable(address: str) -> None:
+    """A quick TCP check: Ray itself retries an unreachable address for a minute, noisily."""
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise BmvsegError(f"Ray address {address!r} is not HOST:PORT (or ray://HOST:PORT, auto)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise BmvsegError(
+            f"cannot connect to the Ray cluster at {address}: {exc.strerror or exc}"
+        ) from exc
+
+
+def _start_workers(
+    ray: Any, spec: EngineSpec, workers: int | None, threads: int, chunks: int
+) -> list:
+    """One actor per worker, each with its engine built; a build error is one line."""
+    resources = ray.cluster_resources()
+    cpus = int(resources.get("CPU", 0))
+    gpus = 1 if spec.device.startswith("cuda") else 0
+    if gpus and not resources.get("GPU"):
+        raise BmvsegError(f"--device {spec.device}: the Ray cluster has no GPUs")
+    most = int(resources["GPU"]) if gpus else max(1, cpus // threads)
+    n = workers or most
+    if n > most:
+        need = f"{n} GPUs" if gpus else f"{n * threads} CPUs ({n} workers x {threads} threads)"
+        raise BmvsegError(f"the Ray cluster cannot hold the workers: they need {need}, "
+                          f"it has {int(resources.get('GPU', 0)) if gpus else cpus}")  # fmt: skip
+    n = max(1, min(n, chunks))
+    options = {
+        "num_cpus": threads,
+        "num_gpus": gpus,
+        "max_restarts": -1,
+        "max_task_retries": MAX_TASK_RETRIES,
+        "scheduling_strategy": "SPREAD",
+    }
+    # Named (unique per job) so that tools and tests can find a worker through Ray's API.
+    token = uuid.uuid4().hex[:8]
+    actor = ray.remote(ChunkSegmenter)
+    actors = [
+        actor.options(name=f"{WORKER_PREFIX}{token}-{i}", **options).remote(spec, threads)
+        for i in range(n)
+    ]
+    try:
+        ray.get([a.info.remote() for a in actors])
+    except Exception as exc:
+        raise BmvsegError(_task_error(ray, exc, "starting a worker")) from exc
+    return actors
+
+
+def _open_output(v: _Video, *, resume: bool, overwrite: bool) -> None:
+    """The video's output folder, its run.json, and the chunks already finished there."""
+    v.out = VideoDir(v.dir, resume=resume, overwrite=overwrite)
+    write_json(v.dir / "run.json", v.identity)
+    if resume:
+        for c in v.chunks:
+            stats = read_json(_marker(v, c))
+            if stats is not None:
+                v.done[c.key] = stats
+        v.resumed = len(v.done)
+    v.t0 = time.perf_counter()
+
+
+def _marker(v: _Video, c: Chunk) -> Path:
+    return v.dir / CHUNK_DIR / f"{c.key}.json"
+
+
+def _piece(v: _Video, c: Chunk) -> Path:
+    return v.dir / CHUNK_DIR / f"{c.key}.mp4"
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+
+def _schedule(ray, actors, todo, videos, out, spec, size, single, overlay, bar) -> None:
+    """Keep every worker busy with chunks in video order; write each result as it comes."""
+    queue = deque((v, c) for v in todo for c in v.chunks if c.key not in v.done)
+    for v in todo:
+        if not queue or all(c.key in v.done for c in v.chunks):
+            _maybe_finish(v, out, videos, spec, size, single, overlay)
+    in_flight: dict = {}
+    load = dict.fromkeys(range(len(actors)), 0)
+    n_videos = len(videos)
+
+    def fill() -> None:
+        while queue:
+            slot = min(load, key=load.get)
+            if load[slot] >= IN_FLIGHT_PER_WORKER:
+                return
+            v, c = queue.popleft()
+            if v.state != "pending":
+                continue
+            ref = actors[slot].run_chunk.remote(str(v.input.path), c, overlay)
+            in_flight[ref] = (slot, v, c)
+            load[slot] += 1
+
+    def postfix() -> None:
+        finished = sum(v.state != "pending" for v in videos)
+        bar.set_postfix_str(f"videos {finished}/{n_videos}")
+
+    fill()
+    postfix()
+    while in_flight:
+        (ref,), _ = ray.wait(list(in_flight), num_returns=1)
+        slot, v, c = in_flight.pop(ref)
+        load[slot] -= 1
+        fill()
+        if v.state != "pending":
+            continue
+        try:
+            res: ChunkResult = ray.get(ref)
+        except Exception as exc:
+            _fail(v, _task_error(ray, exc, f"segmenting frames {c.key}"), out, videos, spec,
+                  size, single)  # fmt: skip
+            postfix()
+            continue
+        _store(v, res)
+        bar.update(res.stats["frames"])
+        if bar.total is not None and bar.n > bar.total:
+            bar.total = bar.n
+        if len(v.done) == len(v.chunks):
+            _maybe_finish(v, out, videos, spec, size, single, overlay)
+        postfix()
+
+
+def _task_error(ray: Any, exc: Exception, doing: str) -> str:
+    """One line for a failed Ray call: the user error itself, or what was lost."""
+    from ray import exceptions as rex
+
+    if isinstance(exc, rex.RayTaskError):
+        cause = exc.cause
+        if isinstance(cause, BmvsegError):
+            return str(cause)
+        if cause is not None:
+            return f"{type(cause).__name__} while {doing}: {_first_line(cause)}"
+    if isinstance(exc, rex.RayActorError):
+        return f"worker lost while {doing} (tried {MAX_TASK_RETRIES + 1} times): {_first_line(exc)}"
+    return f"{type(exc).__name__} while {doing}: {_first_line(exc)}"
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0]
+
+
+def _store(v: _Video, res: ChunkResult) -> None:
+    """Labels and overlay piece first, then the marker that vouches for them."""
+    for i, data in enumerate(res.labels):
+        write_atomic(v.out.label_path(res.first + i), data)
+    if res.overlay is not None:
+        write_atomic(_piece(v, res.chunk), res.overlay)
+    write_json(_marker(v, res.chunk), res.stats)
+    v.done[res.chunk.key] = res.stats
+
+
+def _fail(v, error, out, videos, spec, size, single) -> None:
+    v.state, v.error = "failed", error
+    _write_job(out, videos, spec, size, single)
+
+
+def _maybe_finish(v, out, videos, spec, size, single, overlay) -> None:
+    """All chunks in: check they tile the video, join the overlay, write summary.json."""
+    stats = [v.done[c.key] for c in v.chunks]
+    ended = False
+    for c, st in zip(v.chunks, stats, strict=True):
+        if ended and st["frames"]:
+            _fail(v, f"frames {c.key} decoded after the stream ended earlier in another chunk "
+                  "(non-deterministic decode?)", out, videos, spec, size, single)  # fmt: skip
+            return
+        if c.end is None or st["frames"] < c.end - c.start:
+            ended = True
+    v.frames = sum(st["frames"] for st in stats)
+    if v.frames == 0:
+        _fail(v, f"{v.input.path}: no frame could be decoded", out, videos, spec, size, single)
+        return
+    if overlay:
+        pieces = [_piece(v, c) for c, st in zip(v.chunks, stats, strict=True) if st["frames"]]
+        final = v.dir / "overlay.mp4"
+        tmp = v.out.tmp_path(final)
+        try:
+            join_pieces(pieces, tmp)
+            os.replace(tmp, final)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise BmvsegError(f"cannot write {final}: {exc.strerror or exc}") from exc
+    wall = time.perf_counter() - v.t0
+    first = next(st for st in stats if st["frames"])
+    summary = {
+        **v.identity,
+        "complete": True,
+        "stream_ended_early": any(st["stream_ended_early"] for st in stats),
+        "frames": v.frames,
+        "wall_time_s": round(wall, 3),
+        "fps": round(v.frames / wall, 3) if wall > 0 else None,
+        "motion_source": first["motion_source"],
+        "motion_reason": first["motion_reason"],
+        "width": first["width"],
+        "height": first["height"],
+        "rotation": v.rotation,
+        "device": spec.device,
+        "chunking": {
+            "chunk_frames": size,
+            "resumed_chunks": v.resumed,
+            "chunks": stats,
+        },
+    }
+    write_json(v.dir / "summary.json", summary)
+    shutil.rmtree(v.dir / CHUNK_DIR, ignore_errors=True)
+    v.state = "complete"
+    _write_job(out, videos, spec, size, single)
+
+
+def _write_job(out: Path, videos: list[_Video], spec: EngineSpec, size: int, single: bool) -> None:
+    """``out/job.json`` (several inputs only: one input keeps ``bmvseg segment``'s layout)."""
+    if single:
+        return
+    job = {
+        "complete": all(v.state == "complete" for v in videos),
+        "videos": [v.record() for v in videos],
+        "failed": sum(v.state == "failed" for v in videos),
+        "engine": asdict(spec),
+        "chunk_frames": size,
+    }
+    write_json(out / "job.json", job)

@@ -1,0 +1,38 @@
+"""One playable overlay from the chunks' pieces, joined without re-encoding.
+
+Every piece is an MP4 whose H.264 stream starts with an IDR frame and was encoded with the same
+settings and frame size, so the pieces' packets follow each other in one stream: they are
+remuxed in order with each piece's timestamps shifted by the duration of the pieces before it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+
+
+def join_pieces(pieces: list[Path], dest: Path) -> int:
+    """Remux ``pieces`` (in frame order) into the MP4 ``dest``; returns the packets written."""
+    written = 0
+    with av.open(str(dest), mode="w", format="mp4") as out:
+        ostream = None
+        offset = 0  # in the pieces' (shared) time base
+        for piece in pieces:
+            with av.open(str(piece)) as inp:
+                stream = inp.streams.video[0]
+                if ostream is None:
+                    ostream = out.add_stream_from_template(stream)
+                end = offset
+                for packet in inp.demux(stream):
+                    if packet.size == 0:  # the demuxer's end-of-stream marker
+                        continue
+                    pts = packet.pts if packet.pts is not None else packet.dts
+                    end = max(end, offset + pts + (packet.duration or 0))
+                    packet.pts = None if packet.pts is None else packet.pts + offset
+                    packet.dts = None if packet.dts is None else packet.dts + offset
+                    packet.stream = ostream
+                    out.mux(packet)
+                    written += 1
+                offset = end
+    return written

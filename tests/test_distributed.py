@@ -1,0 +1,268 @@
+"""The distributed job gives byte-identical labels to one process, survives a killed worker and a
+killed driver, and reports a bad video among good ones without stopping them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from itertools import pairwise
+from pathlib import Path
+
+import av
+import pytest
+import torch
+
+from bmvseg.data.textures import moving_texture_clip
+from bmvseg.distributed.chunks import plan_chunks
+from bmvseg.distributed.job import WORKER_PREFIX, run_job
+from bmvseg.distributed.overlay import join_pieces
+from bmvseg.distributed.worker import ChunkSegmenter, EngineSpec, png
+from bmvseg.models.checkpoint import save_checkpoint
+from bmvseg.models.enet import build_enet_lite
+from bmvseg.schemes.engine import SCHEMES
+from bmvseg.schemes.segment import build_engine
+from bmvseg.video.encode import X264_ONE_REF, encode_video
+from bmvseg.video.reader import VideoReader
+
+H, W = 64, 96
+K = 5
+NO_RAY = 'the ray extra is not installed (pip install -e ".[ray]")'
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    """Fixed random weights: the driver, workers and the reference must segment alike."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "enet_lite.pt"
+    save_checkpoint(path, build_enet_lite(), {})
+    return path
+
+
+def _clip(path: Path, frames: int, seed: int = 5, options: dict | None = None) -> Path:
+    images = moving_texture_clip("object", H, W, frames, seed=seed, speed=1.5)[0]
+    encode_video(images, path, options=X264_ONE_REF if options is None else options)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("clips")
+    return {
+        "c20": _clip(tmp / "c20.mp4", 20, seed=1),  # chunk sizes 5 and 10 divide it
+        "c23": _clip(tmp / "c23.mp4", 23, seed=2),  # ... and not this one
+        "long": _clip(tmp / "long.mp4", 90, seed=3),
+        # x264's defaults (3 references, B-frames): the motion must come from the re-encoder.
+        "bframes": _clip(tmp / "bframes.mp4", 23, seed=4, options={"crf": "18"}),
+    }
+
+
+def _spec(weights: Path, scheme: str = "inter-bmv", **kw) -> EngineSpec:
+    return EngineSpec(weights=str(weights), scheme=scheme, interval=K, **kw)
+
+
+def _whole_run(path: Path, spec: EngineSpec) -> list[bytes]:
+    """Label PNGs of one single-process engine run over the whole video."""
+    engine = build_engine(spec.model, spec.config(), weights=spec.weights)
+    with VideoReader(path, motion=spec.motion) as reader:
+        return [png(r.labels) for r in engine.run(reader.frames(images=True))]
+
+
+def _labels(out: Path) -> list[bytes]:
+    files = sorted((out / "labels").iterdir())
+    assert [f.name for f in files] == [f"{i:06d}.png" for i in range(len(files))]
+    return [f.read_bytes() for f in files]
+
+
+def _overlay_frames(path: Path) -> list[int]:
+    with av.open(str(path)) as c:
+        return [f.pts for f in c.decode(c.streams.video[0])]
+
+
+def _in_chunks(seg: ChunkSegmenter, path: Path, size: int, tmp: Path) -> list[bytes]:
+    with VideoReader(path) as r:
+        count = r.frame_count
+    chunks = plan_chunks(count, K, size)
+    assert len(chunks) > 1
+    results = [seg.run_chunk(str(path), c) for c in chunks]
+    pieces = []
+    for i, res in enumerate(results):
+        pieces.append(tmp / f"piece{i}.mp4")
+        pieces[-1].write_bytes(res.overlay)
+    join_pieces(pieces, tmp / "overlay.mp4")
+    pts = _overlay_frames(tmp / "overlay.mp4")
+    assert len(pts) == count and all(b > a for a, b in pairwise(pts))
+    return [p for res in results for p in res.labels]
+
+
+# -- in one process: chunks join into the whole run -------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_chunks_join_into_the_whole_run(weights, clips, scheme, tmp_path):
+    spec = _spec(weights, scheme)
+    seg = ChunkSegmenter(spec)
+    for name, size in (("c20", 10), ("c23", 5), ("c23", 15)):
+        ref = _whole_run(clips[name], spec)
+        assert _in_chunks(seg, clips[name], size, tmp_path) == ref, (name, size)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="re-encoded motion still depends on where a range starts (the reader restarts the "
+    "re-encoder at start - 1); passes once it restarts at fixed frame boundaries",
+)
+def test_chunks_join_into_the_whole_run_with_reencoded_motion(weights, clips, tmp_path):
+    spec = _spec(weights, "prop-bmv")
+    with VideoReader(clips["bframes"]) as r:
+        assert r.motion_source == "reencode"
+    ref = _whole_run(clips["bframes"], spec)
+    assert _in_chunks(ChunkSegmenter(spec), clips["bframes"], 10, tmp_path) == ref
+
+
+def test_a_bad_checkpoint_is_kept_for_info(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    seg = ChunkSegmenter(EngineSpec(weights=str(bad)))
+    with pytest.raises(Exception, match="bad.pt"):
+        seg.info()
+
+
+# -- on a real local Ray cluster ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray = pytest.importorskip(
+        "ray", reason='the ray extra is not installed (pip install -e ".[ray]")'
+    )
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    yield ray
+    ray.shutdown()
+
+
+def test_one_and_two_workers_give_the_single_process_labels(ray_session, weights, clips, tmp_path):
+    spec = _spec(weights)
+    inputs = [clips["c20"], clips["c23"]]
+    refs = {p.stem: _whole_run(p, spec) for p in inputs}
+    for workers, size in ((1, 10), (2, 5)):
+        out = tmp_path / f"w{workers}"
+        assert run_job(inputs, out, spec=spec, workers=workers, chunk_frames=size) == 0
+        job = json.loads((out / "job.json").read_text())
+        assert job["complete"] and [v["state"] for v in job["videos"]] == ["complete"] * 2
+        for stem, ref in refs.items():
+            assert _labels(out / stem) == ref, (workers, size, stem)
+            summary = json.loads((out / stem / "summary.json").read_text())
+            chunks = summary["chunking"]["chunks"]
+            assert summary["complete"] and summary["chunking"]["chunk_frames"] == size
+            assert sum(c["frames"] for c in chunks) == len(ref) and len(chunks) > 1
+            pts = _overlay_frames(out / stem / "overlay.mp4")
+            assert len(pts) == len(ref) and all(b > a for a, b in pairwise(pts))
+            assert not (out / stem / ".chunks").exists()
+        pids = {c["worker"]["pid"] for s in refs for c in _chunk_stats(out / s)}
+        assert len(pids) == workers
+
+
+def _chunk_stats(out: Path) -> list[dict]:
+    return json.loads((out / "summary.json").read_text())["chunking"]["chunks"]
+
+
+def _wait_for_marker(out: Path, timeout: float = 120) -> None:
+    t0 = time.monotonic()
+    while not list((out / ".chunks").glob("*.json")):
+        assert time.monotonic() - t0 < timeout, "no chunk finished"
+        time.sleep(0.01)
+
+
+def test_a_killed_worker_is_restarted_and_the_output_is_identical(
+    ray_session, weights, clips, tmp_path
+):
+    spec = _spec(weights)
+    ref = _whole_run(clips["long"], spec)
+    out = tmp_path / "out"
+    result: dict = {}
+    job = threading.Thread(
+        target=lambda: result.setdefault(
+            "rc", run_job([clips["long"]], out, spec=spec, workers=1, chunk_frames=10)
+        )
+    )
+    job.start()
+    try:
+        _wait_for_marker(out)
+        # The worker's pid from Ray's actor table (ray.util.state needs the dashboard extra).
+        actors = ray_session._private.state.actors().values()
+        (worker,) = [a for a in actors if (a["Name"] or "").startswith(WORKER_PREFIX)
+                     and a["State"] == "ALIVE"]  # fmt: skip
+        assert not (out / "summary.json").exists()
+        os.kill(worker["Pid"], signal.SIGKILL)
+    finally:
+        job.join(timeout=300)
+    assert result["rc"] == 0
+    assert _labels(out) == ref
+    pids = [c["worker"]["pid"] for c in _chunk_stats(out)]
+    assert pids[0] == worker["Pid"] and pids[-1] != worker["Pid"]  # a new process finished it
+    assert len(_overlay_frames(out / "overlay.mp4")) == len(ref)
+
+
+def test_a_killed_driver_resumes_to_the_same_output(ray_session, weights, clips, tmp_path):
+    spec = _spec(weights)
+    ref = _whole_run(clips["long"], spec)
+    out = tmp_path / "out"
+    address = ray_session.get_runtime_context().gcs_address
+    code = (
+        "from bmvseg.distributed.job import run_job; from bmvseg.distributed.worker import "
+        f"EngineSpec; run_job([{str(clips['long'])!r}], {str(out)!r}, spec=EngineSpec("
+        f"weights={str(weights)!r}, interval={K}), ray_address={address!r}, workers=1, "
+        "chunk_frames=10)"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    driver = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE)
+    try:
+        _wait_for_marker(out)
+    finally:
+        driver.kill()
+        driver.communicate(timeout=60)
+    assert not (out / "summary.json").exists()
+    done = len(list((out / ".chunks").glob("*.json")))
+    assert run_job([clips["long"]], out, spec=spec, workers=1, chunk_frames=10, resume=True) == 0
+    assert _labels(out) == ref
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["chunking"]["resumed_chunks"] >= done >= 1
+    assert len(_overlay_frames(out / "overlay.mp4")) == len(ref)
+
+
+def test_a_corrupt_video_among_good_ones_is_reported_and_the_others_complete(
+    ray_session, weights, clips, tmp_path, capsys
+):
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "c20.mp4").write_bytes(clips["c20"].read_bytes())
+    (folder / "sub" / "c20.mp4").write_bytes(clips["c23"].read_bytes())  # same name
+    (folder / "broken.mp4").write_bytes(os.urandom(4000))
+    out = tmp_path / "out"
+    spec = _spec(weights, "prop-bmv")
+    assert run_job([folder], out, spec=spec, workers=2, chunk_frames=10) != 0
+    job = json.loads((out / "job.json").read_text())
+    states = {v["name"]: (v["state"], v["error"]) for v in job["videos"]}
+    assert states["c20"] == ("complete", None) and states["c20-2"] == ("complete", None)
+    state, error = states["broken"]
+    assert state == "failed" and "broken.mp4" in error and "\n" not in error
+    assert [v["renamed_from"] for v in job["videos"] if v["name"] == "c20-2"] == ["c20"]
+    assert not job["complete"]
+    assert _labels(out / "c20-2") == _whole_run(clips["c23"], spec)
+    err = capsys.readouterr().err
+    assert "broken.mp4" in err and "Traceback" not in err
+
+
+def test_an_unreachable_cluster_is_one_line(weights, clips, tmp_path):
+    pytest.importorskip("ray", reason=NO_RAY)
+    from bmvseg.errors import BmvsegError
+
+    with pytest.raises(BmvsegError, match="cannot connect to the Ray cluster at 127.0.0.1:9"):
+        run_job([clips["c20"]], tmp_path / "o", spec=_spec(weights), ray_address="127.0.0.1:9")
+    assert not (tmp_path / "o").exists()
