@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from bmvseg.schemes.fusion import ConvFusion, fuse, interval_weights
 from bmvseg.schemes.propagation import propagate
 from bmvseg.video.motion import MotionField
-from bmvseg.warp import backward_flow, compose, field_to_flow, warp
+from bmvseg.warp import backward_flow, compose, field_to_flow, sampler, warp, warp_pair, warp_with
 
 
 def smooth_map(c: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
@@ -24,6 +24,55 @@ def const_flow(dx: float, dy: float, h: int, w: int) -> torch.Tensor:
     flow = torch.zeros(1, 2, h, w)
     flow[:, 0], flow[:, 1] = dx, dy
     return flow
+
+
+def grid_sample_warp(features: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """The reference: ``grid_sample`` on the normalised grid of the convention."""
+    n, _, h, w = features.shape
+    ys = (torch.arange(h, dtype=torch.float32) + 0.5) * (2.0 / h) - 1.0
+    xs = (torch.arange(w, dtype=torch.float32) + 0.5) * (2.0 / w) - 1.0
+    base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)[None]
+    grid = base + flow.permute(0, 2, 3, 1) * torch.tensor([2.0 / w, 2.0 / h])
+    return torch.nn.functional.grid_sample(
+        features, grid.expand(n, -1, -1, -1), "bilinear", "border", align_corners=False
+    )
+
+
+@given(
+    n=st.sampled_from([1, 2]),
+    c=st.sampled_from([1, 2, 5, 64]),
+    h=st.integers(1, 40),
+    w=st.integers(1, 40),
+    amp=st.sampled_from([0.3, 2.0, 30.0]),
+    channels_last=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+@settings(max_examples=40, deadline=None)
+def test_equals_grid_sample(
+    n: int, c: int, h: int, w: int, amp: float, channels_last: bool, seed: int
+) -> None:
+    g = torch.Generator().manual_seed(seed)
+    f = torch.randn(n, c, h, w, generator=g)
+    if channels_last:
+        f = f.contiguous(memory_format=torch.channels_last)
+    flow = torch.randn(n, 2, h, w, generator=g) * amp  # amp 30: far outside, border clamping
+    out = warp(f, flow)
+    assert out.shape == f.shape and out.is_contiguous(memory_format=torch.channels_last)
+    # grid_sample's normalised grid rounds coordinates by ~size * 2**-24 pixels.
+    assert torch.allclose(out, grid_sample_warp(f, flow), atol=2e-4 * max(h, w) / 40 + 1e-5)
+    one = flow[:1]  # one flow for a batch of maps
+    assert torch.allclose(warp(f, one), grid_sample_warp(f, one), atol=2e-4 * max(h, w) / 40 + 1e-5)
+
+
+def test_sampler_reused_and_pair() -> None:
+    g = torch.Generator().manual_seed(5)
+    a, b = torch.randn(1, 8, 12, 17, generator=g), torch.randn(1, 3, 12, 17, generator=g)
+    fa, fb = torch.randn(1, 2, 12, 17, generator=g), torch.randn(1, 2, 12, 17, generator=g)
+    s = sampler(fa)
+    assert torch.equal(warp_with(a, s), warp(a, fa))
+    assert torch.equal(warp_with(b, s)[:, :1], warp(b[:, :1], fa))  # one flow, any map
+    pa, pb = warp_pair(a, fa, b, fb)
+    assert torch.equal(pa, warp(a, fa)) and torch.equal(pb, warp(b, fb))
 
 
 def test_pull_direction_and_axis_order() -> None:

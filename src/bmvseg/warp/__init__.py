@@ -1,5 +1,25 @@
 """Warping feature maps with motion fields; the convention lives in :mod:`bmvseg.warp.warp`."""
 
-from bmvseg.warp.warp import backward_flow, compose, dense_to_flow, field_to_flow, warp
+from bmvseg.warp.warp import (
+    Sampler,
+    backward_flow,
+    compose,
+    dense_to_flow,
+    field_to_flow,
+    sampler,
+    warp,
+    warp_pair,
+    warp_with,
+)
 
-__all__ = ["backward_flow", "compose", "dense_to_flow", "field_to_flow", "warp"]
+__all__ = [
+    "Sampler",
+    "backward_flow",
+    "compose",
+    "dense_to_flow",
+    "field_to_flow",
+    "sampler",
+    "warp",
+    "warp_pair",
+    "warp_with",
+]

@@ -22,6 +22,8 @@ Backward warping (next keyframe -> earlier frame) has no vectors of its own; see
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -92,44 +94,98 @@ def backward_flow(forward: torch.Tensor) -> torch.Tensor:
     return -forward
 
 
-_GRID_CACHE: dict[tuple, torch.Tensor] = {}
+class Sampler(NamedTuple):
+    """A flow prepared for warping: per output pixel, four source rows and their weights.
+
+    Built once per flow (:func:`sampler`) and applied to any map of that size and batch
+    (:func:`warp_with`), e.g. to every feature tensor of a model at one stride.
+    """
+
+    index: torch.Tensor  # (N * h * w, 4) rows of the (N * h * w, C) channels-last map
+    weight: torch.Tensor  # (N * h * w, 4) bilinear weights
+    shape: tuple[int, int, int]  # (N, h, w)
 
 
-def _base_grid(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    key = (h, w, device, dtype)
-    grid = _GRID_CACHE.get(key)
-    if grid is None:
-        ys = (torch.arange(h, device=device, dtype=dtype) + 0.5) * (2.0 / h) - 1.0
-        xs = (torch.arange(w, device=device, dtype=dtype) + 0.5) * (2.0 / w) - 1.0
-        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)[None]  # (1, h, w, 2)
-        _GRID_CACHE[key] = grid
-    return grid
+def sampler(flow: torch.Tensor, dtype: torch.dtype = torch.float32) -> Sampler:
+    """Bilinear taps of the pull ``flow`` ``(N, 2, h, w)``, border-clamped like ``grid_sample``.
+
+    Output pixel ``(i, j)`` samples ``(x, y) = (j + flow_x, i + flow_y)`` in index units (the
+    convention's ``+ 0.5`` centres cancel), clamped to ``[0, w - 1] x [0, h - 1]``: the same
+    coordinates as ``grid_sample(padding_mode="border", align_corners=False)`` computes
+    through its normalised grid, without that grid's rounding (~``w * 2**-24`` pixels).
+    """
+    n, _, h, w = flow.shape
+    dev = flow.device
+    fx, fy = flow.to(torch.float32).unbind(1)
+    x = (torch.arange(w, device=dev, dtype=torch.float32) + fx).clamp_(0, w - 1)
+    y = (torch.arange(h, device=dev, dtype=torch.float32)[:, None] + fy).clamp_(0, h - 1)
+    x0, y0 = x.floor(), y.floor()
+    wx1, wy1 = x - x0, y - y0
+    wx0, wy0 = 1 - wx1, 1 - wy1
+    x0, y0 = x0.long(), y0.long()
+    x1, y1 = (x0 + 1).clamp_max_(w - 1), (y0 + 1).clamp_max_(h - 1)  # weight 0 where clamped
+    base = torch.arange(n, device=dev).view(n, 1, 1) * (h * w)
+    r0, r1 = base + y0 * w, base + y1 * w
+    index = torch.stack([r0 + x0, r0 + x1, r1 + x0, r1 + x1], -1).view(-1, 4)
+    weight = torch.stack([wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1], -1).view(-1, 4)
+    return Sampler(index, weight.to(dtype), (n, h, w))
+
+
+def warp_with(features: torch.Tensor, s: Sampler) -> torch.Tensor:
+    """``features`` ``(N, C, h, w)`` warped by a prepared flow; the result is channels-last.
+
+    One fused weighted gather of channel vectors (``embedding_bag``): several times cheaper
+    than ``grid_sample`` on a CPU, and its output keeps the channels-last layout that the
+    next warp and the task network's convolutions are fastest on (``grid_sample`` returns
+    NCHW).  A channels-first input is converted first (a copy).
+    """
+    n, c, h, w = features.shape
+    sn, sh, sw = s.shape
+    if (sh, sw) != (h, w) or sn not in (1, n):
+        raise ValueError(f"flow {s.shape} does not match features {tuple(features.shape)}")
+    index, weight = s.index, s.weight
+    if sn != n:  # one flow for a batch of maps
+        index = (
+            index.view(1, -1, 4) + torch.arange(n, device=index.device).view(n, 1, 1) * (h * w)
+        ).view(-1, 4)
+        weight = weight.repeat(n, 1)
+    rows = features.permute(0, 2, 3, 1).reshape(n * h * w, c)  # a view if channels-last
+    out = F.embedding_bag(index, rows, per_sample_weights=weight.to(rows.dtype), mode="sum")
+    return out.view(n, h, w, c).permute(0, 3, 1, 2)
 
 
 def warp(features: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """Bilinearly sample ``features`` at pixel centres displaced by the pull ``flow``.
 
     ``features``: ``(N, C, h, w)``; ``flow``: ``(N or 1, 2, h, w)`` in feature pixels (x, y).
+    Equal to ``grid_sample(bilinear, border, align_corners=False)`` within float rounding; a
+    zero flow gives the features exactly (weights 1 and 0).  An all-zero flow on the CPU
+    returns ``features`` itself; on a device that check would wait for the device, so there
+    the flow is always applied (still exact).
 
     >>> f = torch.arange(6.0).view(1, 1, 2, 3)
     >>> warp(f, torch.zeros(1, 2, 2, 3)).equal(f)
     True
     """
-    n, _, h, w = features.shape
+    _, _, h, w = features.shape
     if flow.shape[-2:] != (h, w) or flow.shape[1] != 2:
         raise ValueError(
             f"flow {tuple(flow.shape)} does not match features {tuple(features.shape)}"
         )
-    if not flow.any():
-        return features  # exact identity: no resampling round-off on static content
-    flow = flow.to(features.dtype)
-    scale = torch.tensor([2.0 / w, 2.0 / h], device=flow.device, dtype=flow.dtype)
-    grid = _base_grid(h, w, features.device, features.dtype) + flow.permute(0, 2, 3, 1) * scale
-    if grid.shape[0] != n:
-        grid = grid.expand(n, -1, -1, -1)
-    return F.grid_sample(
-        features, grid, mode="bilinear", padding_mode="border", align_corners=False
-    )
+    if flow.device.type == "cpu" and not flow.any():
+        return features  # static content: nothing to do
+    return warp_with(features, sampler(flow, features.dtype))
+
+
+def warp_pair(
+    a: torch.Tensor, flow_a: torch.Tensor, b: torch.Tensor, flow_b: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Warp two maps with their own flows (inter-BMV's forward and backward step of a frame).
+
+    Two calls, not one batched call: batching gains nothing on a CPU (the work is the same)
+    and would first copy both maps into one tensor (see ``bench/kernels.py``).
+    """
+    return warp(a, flow_a), warp(b, flow_b)
 
 
 def compose(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
