@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
-import numpy as np
 import torch
 
-from bmvseg.data.registry import get_dataset
 from bmvseg.errors import BmvsegError
-from bmvseg.models.registry import build_model
-from bmvseg.schemes.segment import fusion_weights_path
-from bmvseg.training.fusion import clip_windows, still_windows, train_fusion
+from bmvseg.models.registry import build_model, fusion_weights_home
+from bmvseg.training.fusion import train_fusion, training_windows
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", help="dataset root (CamVid)")
     p.add_argument("--model", default="enet_lite")
     p.add_argument("--weights", default="default")
-    p.add_argument("-o", "--output", help="output file (default: the model's shipped fusion file)")
+    p.add_argument("-o", "--output",
+                   help="output file (default: beside the model's weights, <stem>.fusion.pt)")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--held-out", type=int, default=24, help="held-out windows for the report")
@@ -40,32 +39,18 @@ def run(args: argparse.Namespace) -> int:
     if args.dataset == "camvid" and not args.root:
         raise BmvsegError("--dataset camvid needs --root")
     torch.manual_seed(args.seed)
-    model = build_model(args.model, weights=args.weights)
-    rng = np.random.default_rng(args.seed)
-    if args.dataset == "camvid":
-        train, test = (get_dataset("camvid", args.root, s) for s in ("train", "test"))
-        windows = still_windows(train, rng, scale=args.scale)
-        held = still_windows(test, np.random.default_rng(1), scale=args.scale)
-    else:
-        windows = clip_windows(_synthetic_clips("train", 6), rng)
-        held = clip_windows(_synthetic_clips("test", 2), np.random.default_rng(1))
-    held_out = [next(held) for _ in range(args.held_out)]
-    out = args.output or str(fusion_weights_path(args.model))
-    meta = {"command": "bmvseg " + " ".join(sys.argv[1:]), "model": args.model,
-            "dataset": args.dataset}  # fmt: skip
-    result = train_fusion(model, windows, held_out, steps=args.steps, lr=args.lr, out=out,
+    model = build_model(args.model, weights=None if args.weights == "none" else args.weights)
+    out = args.output or fusion_weights_home(args.model, args.weights)
+    if out is None:
+        raise BmvsegError(
+            f"no place beside the weights of {args.model!r} ({args.weights}) to keep its fusion "
+            "weights: give -o FILE"
+        )
+    windows, held_out = training_windows(args.dataset, args.root, seed=args.seed,
+                                         scale=args.scale, held_out=args.held_out)  # fmt: skip
+    command = getattr(args, "command_line", None) or shlex.join(["bmvseg", *sys.argv[1:]])
+    meta = {"command": command, "model": args.model, "dataset": args.dataset}
+    result = train_fusion(model, windows, held_out, steps=args.steps, lr=args.lr, out=str(out),
                           meta=meta)  # fmt: skip
     print(f"conv fusion saved to {out}: {result}")
     return 0
-
-
-def _synthetic_clips(split: str, count: int, frames: int = 30):
-    from bmvseg.data.synthetic.clip import render_clip
-    from bmvseg.data.synthetic.dataset import split_seed
-
-    clips = []
-    for i in range(count):
-        clip = render_clip(split_seed(split, i), 240, 320, frames)
-        fr = [clip.frame(j, flow=False) for j in range(frames)]
-        clips.append(([f.rgb for f in fr], [f.labels for f in fr]))
-    return clips

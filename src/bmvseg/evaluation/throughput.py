@@ -1,25 +1,27 @@
-"""Throughput of the full streaming pipeline (decode included) per scheme and interval.
+"""Throughput as the user gets it: ``bmvseg segment``'s own run, outputs written, per scheme.
 
-Every configuration runs the same :class:`bmvseg.schemes.engine.Engine` over the same encoded
-video in one process, so speed is reported as a ratio to the per-frame run measured beside it
-(the machines are shared and noisy).  Per-frame is measured first and last; the mean is the
-baseline and the spread is reported.
+Every configuration runs :func:`bmvseg.run.segment_to_dir` (decode, engine, label PNGs and
+overlay written) over the same video in one process, into a temporary directory, so speed is
+reported as a ratio to the per-frame run measured beside it (machines are shared and noisy).
+Per-frame is measured first and last; the mean is the baseline, and the two passes disagreeing
+by more than :data:`BASELINE_TOLERANCE` flags the rows as unreliable.
 """
 
 from __future__ import annotations
 
-import time
+import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 
 from bmvseg.evaluation.sweep import Variant
 from bmvseg.models.base import SegmentationModel
-from bmvseg.schemes.engine import Engine, EngineConfig
-from bmvseg.schemes.fusion import ConvFusion
-from bmvseg.schemes.timing import StageTimer
-from bmvseg.video.reader import VideoReader
+from bmvseg.run.options import RunOptions
+from bmvseg.run.to_dir import segment_to_dir
+
+BASELINE_TOLERANCE = 0.10  # relative spread of the two per-frame passes above which we warn
 
 
 @dataclass
@@ -29,33 +31,30 @@ class Throughput:
     frames: int
     seconds: float
     stage_ms: dict[str, float]
+    keyframes: int = 0
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds
 
 
-def measure(model: SegmentationModel, video, v: Variant, n: int, *, conv: ConvFusion | None,
-            flow_preset: str, accumulate: bool, max_frames: int | None,
-            label_stride: int = 1) -> Throughput:  # fmt: skip
-    """One timed pass of the engine over ``video`` (labels computed and dropped)."""
-    cfg = EngineConfig(scheme=v.scheme, interval=n, fusion=v.fusion or "avg",
-                       accumulate=accumulate, flow_preset=flow_preset,
-                       label_stride=label_stride)  # fmt: skip
-    timer = StageTimer()
-    engine = Engine(model, cfg, conv, timer)
-    t0 = time.perf_counter()
-    frames = 0
-    with VideoReader(video) as reader:
-        for _ in engine.run(reader.frames(images=True, end=max_frames)):
-            frames += 1
-    return Throughput(v, n, frames, time.perf_counter() - t0, timer.mean_ms())
+def measure(model: SegmentationModel, video, v: Variant, n: int, options: RunOptions, *,
+            overlay: bool = True, end: int | None = None) -> Throughput:  # fmt: skip
+    """One ``segment`` run of ``v`` at interval ``n`` with ``model``, into a scratch directory."""
+    opts = replace(options, model=model, scheme=v.scheme, interval=n, phase=0,
+                   fusion=v.fusion or "avg")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="bmvseg-speed-") as tmp:
+        s = segment_to_dir(video, Path(tmp) / "out", opts, overlay=overlay, end=end)
+    return Throughput(v, n, s["frames"], s["wall_time_s"], s["stage_ms_per_frame"],
+                      len(s["keyframes"]))  # fmt: skip
 
 
 def sweep(model: SegmentationModel, video, variants: Sequence[Variant], intervals: Sequence[int],
-          **kw) -> tuple[list[Throughput], list[Throughput]]:  # fmt: skip
-    """(per-frame baselines [first, last], every other configuration)."""
+          options: RunOptions, *, overlay: bool = True, end: int | None = None
+          ) -> tuple[list[Throughput], list[Throughput]]:  # fmt: skip
+    """(per-frame baselines [first, last], every other configuration); frames [0, end)."""
     base = Variant("per-frame")
+    kw = {"options": options, "overlay": overlay, "end": end}
     with torch.inference_mode():
         measure(model, video, base, 1, **kw)  # warm-up: allocator, oneDNN primitives, caches
         first = measure(model, video, base, 1, **kw)
@@ -67,3 +66,9 @@ def sweep(model: SegmentationModel, video, variants: Sequence[Variant], interval
         ]
         last = measure(model, video, base, 1, **kw)
     return [first, last], runs
+
+
+def baseline_spread(base: Sequence[Throughput]) -> float:
+    """Relative disagreement of the per-frame passes: |a - b| / mean (0 with one pass)."""
+    fps = [b.fps for b in base]
+    return abs(max(fps) - min(fps)) / (sum(fps) / len(fps)) if len(fps) > 1 else 0.0

@@ -66,12 +66,25 @@ LAYOUTS: dict[str, Layout] = {
         (
             "summary.json",
             "results.csv",
+            "phases.csv",
             "table.md",
             "fusion.md",
             "breakdown.md",
             "accuracy_vs_throughput.png",
             "min_accuracy_vs_throughput.png",
             "examples.png",
+        )
+    ),
+    "demo": Layout(
+        (
+            "report.md",
+            "results.csv",
+            "accuracy_vs_throughput.png",
+            "side_by_side.mp4",
+            "side_by_side.png",
+            "clip/video.mp4",
+            "clip/labels.npz",
+            "clip/meta.json",
         )
     ),
 }

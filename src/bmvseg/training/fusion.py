@@ -138,3 +138,31 @@ def train_fusion(model: SegmentationModel, windows: Iterator[Window], held_out: 
             result[f"held_out_miou_{op}"] = round(100 * cm.miou(), 2)
     save_checkpoint(out, conv, {**meta, **result})
     return result
+
+
+def training_windows(dataset: str, root: str | None, *, seed: int = 0, scale: float = 0.5,
+                     held_out: int = 24) -> tuple[Iterator[Window], list[Window]]:  # fmt: skip
+    """Training windows and held-out windows for ``dataset`` (see the module docstring)."""
+    rng = np.random.default_rng(seed)
+    if dataset == "camvid":
+        from bmvseg.data.registry import get_dataset
+
+        train, test = (get_dataset("camvid", root, s) for s in ("train", "test"))
+        windows = still_windows(train, rng, scale=scale)
+        held = still_windows(test, np.random.default_rng(1), scale=scale)
+    else:
+        windows = clip_windows(_synthetic_clips("train", 6), rng)
+        held = clip_windows(_synthetic_clips("test", 2), np.random.default_rng(1))
+    return windows, [next(held) for _ in range(held_out)]
+
+
+def _synthetic_clips(split: str, count: int, frames: int = 30):
+    from bmvseg.data.synthetic.clip import render_clip
+    from bmvseg.data.synthetic.dataset import split_seed
+
+    clips = []
+    for i in range(count):
+        clip = render_clip(split_seed(split, i), 240, 320, frames)
+        fr = [clip.frame(j, flow=False) for j in range(frames)]
+        clips.append(([f.rgb for f in fr], [f.labels for f in fr]))
+    return clips

@@ -1,0 +1,223 @@
+"""``bmvseg benchmark``'s run: the paper's accuracy-throughput evidence, written to a directory.
+
+Accuracy comes from :class:`~bmvseg.evaluation.sweep.AccuracySweep` (the engine at every
+keyframe phase), speed from :mod:`bmvseg.evaluation.throughput` (``segment``'s own run, outputs
+written); the directory is claimed like every output (:mod:`bmvseg.output.rundir`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import torch
+
+import bmvseg
+from bmvseg.errors import BmvsegError
+from bmvseg.evaluation import clips as clipsmod
+from bmvseg.evaluation import report, throughput
+from bmvseg.evaluation.sweep import AccuracySweep, Variant
+from bmvseg.models.registry import fusion_weights_for
+from bmvseg.output import claim_output_dir
+from bmvseg.run.build import load_conv_fusion, prepare_model
+from bmvseg.run.options import RunOptions
+from bmvseg.schemes.engine import SCHEMES
+from bmvseg.schemes.fusion import FUSIONS
+
+DATASETS = ("camvid", "cityscapes", "synthetic")
+QUICK = {"intervals": [1, 2, 4], "frames": 24, "size": (120, 160)}
+
+
+@dataclass
+class BenchmarkSpec:
+    """What to measure; ``video`` (scored against per-frame) or ``dataset`` (ground truth)."""
+
+    output: str | os.PathLike
+    options: RunOptions
+    video: str | None = None
+    dataset: str | None = None
+    root: str | None = None
+    schemes: list[str] = field(default_factory=lambda: list(SCHEMES))
+    fusions: list[str] = field(default_factory=lambda: ["avg", "max", "conv"])
+    intervals: list[int] = field(default_factory=lambda: list(range(1, 11)))
+    reference: str | None = None
+    quick: bool = False
+    max_frames: int | None = None
+    limit_clips: int | None = None
+    throughput: bool = True
+    overwrite: bool = False
+    command: str = "bmvseg.evaluation.benchmark.run_benchmark (Python)"
+
+    def validate(self) -> None:
+        if self.quick and self.dataset is None and self.video is None:
+            self.dataset = "synthetic"
+        if (self.video is None) == (self.dataset is None):
+            raise BmvsegError("give either a VIDEO (with --reference per-frame) or --dataset")
+        if self.video is not None and self.reference is None:
+            raise BmvsegError("an unlabelled VIDEO needs --reference per-frame")
+        if self.dataset is not None and self.dataset not in DATASETS:
+            raise BmvsegError(f"unknown dataset {self.dataset!r}; choose from {DATASETS}")
+        if self.dataset in ("camvid", "cityscapes") and not self.root:
+            raise BmvsegError(f"--dataset {self.dataset} needs --root")
+        if self.max_frames is not None and self.max_frames < 2:
+            raise BmvsegError(f"--max-frames must be >= 2, got {self.max_frames}")
+        for s in self.schemes:
+            if s not in SCHEMES:
+                raise BmvsegError(f"unknown scheme {s!r}; choose from {', '.join(SCHEMES)}")
+        for f in self.fusions:
+            if f not in FUSIONS:
+                raise BmvsegError(f"unknown fusion {f!r}; choose from {', '.join(FUSIONS)}")
+        if self.quick:
+            self.intervals = QUICK["intervals"]
+            self.max_frames = self.max_frames or QUICK["frames"]
+
+
+def run_benchmark(spec: BenchmarkSpec) -> tuple[str, list[str]]:
+    """Measure, write the results directory; returns (the table as Markdown, notices)."""
+    t_start = time.perf_counter()
+    spec.validate()
+    opts = spec.options
+    if opts.model is None or opts.model == "":
+        opts.model = "synthetic_demo" if spec.dataset == "synthetic" else "enet_lite"
+    opts.validate()
+    model = prepare_model(opts)
+    model_name = opts.model if isinstance(opts.model, str) else type(opts.model).__name__
+    fusions, notes = list(spec.fusions), []
+    conv = None
+    if "inter-bmv" in spec.schemes and "conv" in fusions:
+        path = opts.fusion_weights or (fusion_weights_for(opts.model, opts.weights)
+                                       if isinstance(opts.model, str) else None)  # fmt: skip
+        if path is not None and Path(path).is_file():
+            conv = load_conv_fusion(model, path)
+            opts.fusion_weights = str(path)
+        else:
+            fusions.remove("conv")
+            notes.append(f"conv fusion skipped: no fusion weights for {model_name}")
+    variants = [Variant("per-frame")] + [Variant(s) for s in spec.schemes
+                                         if s not in ("per-frame", "inter-bmv")]  # fmt: skip
+    if "inter-bmv" in spec.schemes:
+        variants += [Variant("inter-bmv", f) for f in fusions]
+    identity = {"command": spec.command, "model": model_name, "weights": str(opts.weights)}
+    inputs = [spec.video] if spec.video else []
+    out = claim_output_dir(spec.output, "benchmark", identity, inputs=inputs,
+                           overwrite=spec.overwrite)  # fmt: skip
+    sweep = AccuracySweep(model, variants, spec.intervals, conv=conv,
+                          flow_preset=opts.flow_preset, accumulate=opts.accumulate,
+                          label_stride=opts.label_stride)  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="bmvseg-bench-") as tmp:
+        clips = list(_clips(spec, Path(tmp)))
+        for clip in clips:
+            sweep.add_clip(clip, spec.max_frames)
+        if sweep.frames_scored == 0:
+            raise BmvsegError("no labelled frames to score")
+        speed_video = clips[0].video
+        base, runs = [], []
+        if spec.throughput:
+            base, runs = throughput.sweep(model, speed_video, variants, spec.intervals, opts,
+                                          end=spec.max_frames)  # fmt: skip
+        width, height = _size(speed_video)
+    spread = throughput.baseline_spread(base)
+    if spread > throughput.BASELINE_TOLERANCE:
+        notes.append(f"throughput rows unreliable: the two per-frame passes differ by "
+                     f"{100 * spread:.0f}% (a busy machine?); rerun on a quiet one")  # fmt: skip
+    base_fps = float(np.mean([b.fps for b in base])) if base else float("nan")
+    speed = {(t.variant, t.interval): t for t in runs}
+    table = report.rows(sweep, variants, spec.intervals, base_fps, speed)
+
+    what = "agreement with the per-frame model (fidelity, NOT accuracy)" if spec.reference else (
+        "mIoU against ground truth")  # fmt: skip
+    cut = f", split: {model.split}" if getattr(model, "split", None) else ""
+    note = (f"Model `{model_name}` ({opts.weights or 'random'} weights{cut}), {clips[0].name}"
+            f"{f' and {len(clips) - 1} more clips' if len(clips) > 1 else ''}, {width}x{height}; "
+            f"{what}; throughput of `bmvseg segment` (decode, label PNGs and overlay written) on "
+            f"{platform.machine()} {_cpu()} with {torch.get_num_threads()} threads.")  # fmt: skip
+    if spec.dataset == "camvid":
+        note += (" CamVid run at 15 Hz: one frame step here is two of the paper's 30 Hz steps, "
+                 "so interval n here spans the time of the paper's 2n.")  # fmt: skip
+    files = {
+        "results.csv": _csv(table, report.COLUMNS),
+        "phases.csv": _csv(sweep.phase_rows(), report.PHASE_COLUMNS),
+        "table.md": report.table_md(table, spec.intervals, note),
+        "fusion.md": report.fusion_md(sweep, fusions, note + " Distance d: the frame sits d "
+                                      "frames after one keyframe and d before the next (n = 2d); "
+                                      "forward/backward = one direction only."),  # fmt: skip
+    }
+    if base:
+        stages = note + " Mean ms per frame in each stage of the model's thread."
+        files["breakdown.md"] = report.breakdown_md(base, runs, stages)
+    for name, text in files.items():
+        out.write_bytes(out.path / name, text.encode())
+    title = f"{model_name} on {clips[0].name} ({width}x{height})"
+    report.plot_tradeoff(table, "miou_avg", out.path / "accuracy_vs_throughput.png", title)
+    report.plot_tradeoff(table, "miou_min", out.path / "min_accuracy_vs_throughput.png", title)
+    if sweep.examples and "images" in sweep.examples:
+        report.plot_examples(sweep.examples, model.palette, out.path / "examples.png",
+                             f"{title}: keyframe interval {sweep.example_interval}")  # fmt: skip
+    summary = {
+        "command": spec.command,
+        "model": model_name,
+        "weights": str(opts.weights),
+        "split": getattr(model, "split", None),
+        "reference": spec.reference or "ground truth",
+        "measures": what,
+        "clips": [{"name": c.name, "encoding": c.encoding} for c in clips],
+        "frames_scored": sweep.frames_scored,
+        "intervals": spec.intervals,
+        "variants": [v.label for v in variants],
+        "per_frame_fps_first_last": [round(b.fps, 3) for b in base],
+        "notes": notes,
+        "machine": {"platform": platform.platform(), "cpu": _cpu(), "cores": os.cpu_count(),
+                    "torch_threads": torch.get_num_threads(), "device": str(opts.device)},
+        "versions": {"bmvseg": bmvseg.__version__, "torch": torch.__version__,
+                     "av": av.__version__, "opencv": cv2.__version__, "numpy": np.__version__},
+        "wall_time_s": round(time.perf_counter() - t_start, 1),
+    }  # fmt: skip
+    out.write_json("summary.json", summary)
+    return report.table_md(table, spec.intervals, note), notes
+
+
+def _csv(rows: list[dict], columns: tuple[str, ...]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def _clips(spec: BenchmarkSpec, tmp: Path) -> Iterator[clipsmod.EvalClip]:
+    if spec.video:
+        yield clipsmod.unlabelled(spec.video)
+    elif spec.dataset == "camvid":
+        yield clipsmod.camvid_run(spec.root, tmp)
+    elif spec.dataset == "cityscapes":
+        yield from clipsmod.cityscapes_snippets(spec.root, tmp, limit=spec.limit_clips)
+    else:
+        h, w = QUICK["size"] if spec.quick else (240, 320)
+        frames = spec.max_frames or (QUICK["frames"] if spec.quick else 60)
+        yield clipsmod.synthetic_clip(tmp, frames=frames, height=h, width=w)
+
+
+def _size(video: Path) -> tuple[int, int]:
+    with av.open(str(video)) as c:
+        s = c.streams.video[0]
+        return s.codec_context.width, s.codec_context.height
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
