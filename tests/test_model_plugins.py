@@ -17,7 +17,7 @@ from bmvseg.models.checkpoint import save_checkpoint
 from bmvseg.models.registry import build_model, fusion_weights_for, fusion_weights_home
 from bmvseg.video.encode import X264_ONE_REF, encode_video
 
-MODEL_PY = '''
+MODEL_PY = """
 import torch
 from torch import nn
 
@@ -51,7 +51,7 @@ def not_a_model():
 
 def broken():
     return 1 / 0
-'''
+"""
 
 
 @pytest.fixture

@@ -85,3 +85,47 @@ def test_register_adds_a_builder_and_refuses_silent_overwrite():
     assert build_model("test_tiny_enet", weights="none").num_classes == 3
     with pytest.raises(ValueError, match="already registered"):
         register("test_tiny_enet", tiny)
+
+
+def test_task_is_the_bilinear_upsample_of_low_resolution_logits():
+    m = ENetLite(5).eval()
+    x = torch.randn(1, 3, 50, 70)
+    with torch.inference_mode():
+        feats = m.features(x)
+        low = m.logits(feats)
+        assert low.shape == (1, 5, 13, 18) and m.has_lowres_logits
+        up = torch.nn.functional.interpolate(low, size=(50, 70), mode="bilinear")
+        assert torch.equal(m.task(feats, (50, 70)), up)
+
+
+def test_declared_output_conventions_drop_void_and_merge_classes():
+    from bmvseg.models.base import SegmentationModel, check_output_conventions
+
+    raw = torch.randn(2, 4, 3, 5)
+    m = SegmentationModel()
+    m.void_index = 1
+    torch.testing.assert_close(m.map_outputs(raw), raw[:, [0, 2, 3]])
+    m.void_index, m.class_map = 3, (1, 0, 1, 0)
+    out = m.map_outputs(raw)
+    torch.testing.assert_close(out[:, 0], raw[:, 1])
+    torch.testing.assert_close(out[:, 1], torch.maximum(raw[:, 0], raw[:, 2]))
+    m.void_index, m.class_map = None, (0, None, 2, 2)  # class 1 gets no output: never wins
+    assert m.map_outputs(raw)[:, 1].eq(float("-inf")).all()
+    assert check_output_conventions(12, 11, None) == 11
+    assert check_output_conventions(4, None, (0, None, 2, 2)) == 3
+    for void, cmap, msg in [(4, None, "void_index=4 is not an output"),
+                            (None, (0, 1), "class_map has 2 entries but the network has 4"),
+                            (None, (0, -1, 1, 1), "class ids >= 0 or None, not -1"),
+                            (None, (None,) * 4, "leave no class")]:  # fmt: skip
+        with pytest.raises(BmvsegError, match=msg):
+            check_output_conventions(4, void, cmap)
+
+
+def test_preprocess_honours_channel_order_scale_mean_std():
+    import numpy as np
+
+    m = ENetLite(3)
+    rgb = np.array([[[10, 20, 30]]], np.uint8)
+    m.channel_order, m.scale, m.mean, m.std = "BGR", 1.0, (1.0, 2.0, 3.0), (2.0, 4.0, 8.0)
+    x = m.preprocess(rgb)
+    torch.testing.assert_close(x[0, :, 0, 0], torch.tensor([29 / 2, 18 / 4, 7 / 8]))
