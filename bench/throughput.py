@@ -1,20 +1,24 @@
-"""Throughput of per-frame vs every scheme and keyframe interval on one generated video.
+"""End-to-end throughput of ``bmvseg segment`` on real-format videos: per-frame vs every scheme.
 
-    python bench/throughput.py --models enet_lite --sizes 480x360,960x720
-    python bench/throughput.py --models deeplabv3_resnet101 --sizes 960x720 --frames 21 \
-        --intervals 1,5,10
+    python bench/throughput.py --root path/to/camvid                # real frames (CamVid 0016E5)
+    python bench/throughput.py --models enet_lite --intervals 1,5,10 --loops 2
+    python bench/throughput.py --synthetic 960x540                  # no dataset: generated streets
 
-(DeepLabV3 needs the torchvision extra.)  Every configuration runs the streaming engine over the
-same H.264 video (decode included, no output written) in one process; speed is reported as fps
-and as the ratio to per-frame measured in the same run, with the share of each stage.  The cost
-of an intermediate frame relative to a keyframe follows from the two: with per-frame time t_key,
-a run of N frames taking T seconds with K keyframes has t_inter = (T - K t_key) / (N - K)
-(K counts inter-BMV's extra keyframe on the last frame).
+Each video is made here from the frames at hand, in two formats users bring: H.264 as a camera
+encoder writes it with B-frames and three references (so motion comes from bmvseg's re-encoder)
+and MPEG-4 part 2 (the stream's own vectors).  CamVid's frames are real footage (960x720); they
+are never written anywhere but a temporary directory.  Every configuration is
+:func:`bmvseg.run.segment_to_dir` with the default outputs (label PNGs and overlay.mp4), decode
+included, in one process, so speed is a ratio to the per-frame run measured beside it (first and
+last; their disagreement is printed and flags the rows when above 10 %).  The cost of an
+intermediate frame relative to a keyframe follows from the two: with per-frame time t_key, a run
+of N frames taking T seconds with K keyframes has t_inter = (T - K t_key) / (N - K).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import tempfile
 from pathlib import Path
@@ -22,62 +26,97 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bmvseg.data.textures import moving_texture_clip
+from bmvseg.data.images import read_rgb
 from bmvseg.evaluation.sweep import Variant
-from bmvseg.evaluation.throughput import sweep
-from bmvseg.models.registry import build_model, default_weights_path
-from bmvseg.video.encode import X264_ONE_REF, encode_video
+from bmvseg.evaluation.throughput import BASELINE_TOLERANCE, baseline_spread, sweep
+from bmvseg.models.registry import default_weights_path
+from bmvseg.run.build import prepare_model
+from bmvseg.run.options import RunOptions
+from bmvseg.video.encode import encode_video
 
 VARIANTS = [Variant("per-frame"), Variant("prop-flow"), Variant("prop-bmv"),
             Variant("inter-bmv", "avg")]  # fmt: skip
+# The two formats: what a camera or an export writes (B-frames, several references) and an
+# MPEG-4 part 2 file as older cameras and screen grabbers write it.
+FORMATS = {
+    "h264-bframes-3ref": {"codec": "libx264", "options": {"crf": "20", "preset": "medium"}},
+    "mpeg4-part2": {"codec": "mpeg4", "options": {"qscale": "4"}},
+}
+
+
+def frames_from(args) -> tuple[str, list[np.ndarray]]:
+    """The frames to encode: CamVid's 15 Hz run (played forward then back ``loops`` times)."""
+    if args.synthetic:
+        from bmvseg.data.synthetic.clip import render_clip
+
+        w, h = (int(x) for x in args.synthetic.split("x"))
+        clip = render_clip(200011, h, w, args.frames)
+        return f"generated street {w}x{h}", [clip.frame(i, flow=False).rgb
+                                             for i in range(args.frames)]  # fmt: skip
+    from bmvseg.data.camvid import video_run
+
+    run = [read_rgb(p) for p in video_run(args.root)]
+    frames = []
+    for i in range(args.loops):
+        frames += run if i % 2 == 0 else run[::-1][1:]
+    return f"CamVid 0016E5 15 Hz run ({len(run)} real frames, x{args.loops} ping-pong)", frames
+
+
+def report(name: str, video: str, base, runs) -> None:
+    t_key = float(np.mean([1 / b.fps for b in base]))
+    spread = baseline_spread(base)
+    flag = " **UNRELIABLE: baseline passes disagree**" if spread > BASELINE_TOLERANCE else ""
+    print(f"\n## {name}, {video}: per-frame {1 / t_key:.2f} fps (first {base[0].fps:.2f}, "
+          f"last {base[1].fps:.2f}, spread {100 * spread:.0f}%){flag}\n")  # fmt: skip
+    stages = [s for s in base[0].stage_ms if any(t.stage_ms.get(s, 0) > 0.05 for t in runs + base)]
+    print("| scheme | k | fps | x per-frame | inter/key cost | "
+          + " | ".join(f"{s} ms" for s in stages) + " |")  # fmt: skip
+    print("|---|---|---|---|---|" + "---|" * len(stages))
+    for t in base[:1] + runs:
+        k, n, keys = t.interval, t.frames, t.keyframes or t.frames
+        inter = (t.seconds - keys * t_key) / (n - keys) / t_key if n > keys else float("nan")
+        cells = " | ".join(f"{t.stage_ms.get(s, 0):.1f}" for s in stages)
+        print(f"| {t.variant.label} | {k} | {t.fps:.2f} | {t.fps * t_key:.2f} | "
+              f"{'' if n == keys else f'{100 * inter:.1f}%'} | {cells} |")  # fmt: skip
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--root", default=os.environ.get("CAMVID_ROOT"), help="CamVid root")
+    ap.add_argument("--synthetic", metavar="WxH", help="generated frames instead of CamVid")
+    ap.add_argument("--frames", type=int, default=120, help="--synthetic: clip length")
+    ap.add_argument("--loops", type=int, default=2, help="CamVid: forward/back passes")
     ap.add_argument("--models", default="enet_lite")
-    ap.add_argument("--sizes", default="480x360,960x720", help="WxH list")
-    ap.add_argument("--frames", type=int, default=41)
-    ap.add_argument("--intervals", default="1,2,3,5,8,10")
+    ap.add_argument("--intervals", default="1,5,10")
+    ap.add_argument("--formats", default=",".join(FORMATS))
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = ap.parse_args()
+    if not args.root and not args.synthetic:
+        ap.error("give --root path/to/camvid (real frames) or --synthetic WxH")
     torch.set_num_threads(args.threads)
     intervals = [int(x) for x in args.intervals.split(",")]
-    print(f"# {platform.machine()}, {args.threads} torch threads, torch {torch.__version__}; "
-          f"{args.frames} frames of a zooming texture, H.264 one-ref")  # fmt: skip
-    for size in args.sizes.split(","):
-        w, h = (int(x) for x in size.split("x"))
-        frames, _ = moving_texture_clip("zoom", h, w, args.frames, seed=0, speed=1.0)
-        with tempfile.TemporaryDirectory() as tmp:
-            video = Path(tmp) / "clip.mp4"
-            encode_video(frames, video, options={"crf": "20", **X264_ONE_REF})
-            del frames
-            for name in args.models.split(","):
-                weights = "default" if default_weights_path(name) else None
-                model = build_model(name, weights=weights).to(memory_format=torch.channels_last)
-                kw = {"conv": None, "flow_preset": "fast", "accumulate": False, "max_frames": None}
-                base, runs = sweep(model, video, VARIANTS, intervals, **kw)
-                report(name, size, base, runs)
-
-
-def report(name: str, size: str, base, runs) -> None:
-    t_key = float(np.mean([1 / b.fps for b in base]))
-    print(f"\n## {name} at {size}: per-frame {1 / t_key:.2f} fps "
-          f"(first {base[0].fps:.2f}, last {base[1].fps:.2f})\n")  # fmt: skip
-    stages = [s for s in base[0].stage_ms if any(t.stage_ms[s] > 0.05 for t in runs + base)]
-    print(
-        "| scheme | k | fps | x per-frame | inter/key cost | "
-        + " | ".join(f"{s} %" for s in stages)
-        + " |"
-    )
-    print("|---|---|---|---|---|" + "---|" * len(stages))
-    for t in base[:1] + runs:
-        k, n = t.interval, t.frames
-        keys = len(range(0, n, k)) + (t.variant.scheme == "inter-bmv" and (n - 1) % k != 0)
-        inter = (t.seconds - keys * t_key) / (n - keys) / t_key if k > 1 else float("nan")
-        total = sum(t.stage_ms.values())
-        shares = " | ".join(f"{100 * t.stage_ms[s] / total:.0f}" for s in stages)
-        print(f"| {t.variant.label} | {k} | {t.fps:.2f} | {t.fps * t_key:.2f} | "
-              f"{'' if k == 1 else f'{100 * inter:.1f}%'} | {shares} |")  # fmt: skip
+    what, frames = frames_from(args)
+    load = os.getloadavg()[0]
+    print(f"# {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
+          f"{args.threads} torch threads, torch {torch.__version__}, load average {load:.1f} at "
+          f"start; {what}, {frames[0].shape[1]}x{frames[0].shape[0]}; `bmvseg segment` with "
+          "label PNGs and overlay.mp4 written")  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        videos = {}
+        for fmt in args.formats.split(","):
+            spec = FORMATS[fmt]
+            videos[fmt] = Path(tmp) / f"{fmt}.mp4"
+            encode_video(frames, videos[fmt], fps=15.0, codec=spec["codec"],
+                         options=spec["options"])  # fmt: skip
+        del frames
+        for name in args.models.split(","):
+            opts = RunOptions(model=name, weights="default" if default_weights_path(name)
+                              else None)  # fmt: skip
+            model = prepare_model(opts)
+            for fmt, video in videos.items():
+                base, runs = sweep(model, video, VARIANTS, intervals, opts)
+                report(name, fmt, base, runs)
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -5,15 +5,12 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure  # a Figure of its own: the user's pyplot backend is untouched
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from bmvseg.data.classes import colorize  # noqa: E402
-from bmvseg.evaluation.sweep import FUSION_TABLE_DISTANCES, AccuracySweep, Variant  # noqa: E402
-from bmvseg.evaluation.throughput import Throughput  # noqa: E402
+from bmvseg.data.classes import colorize
+from bmvseg.evaluation.sweep import FUSION_TABLE_DISTANCES, AccuracySweep, Variant
+from bmvseg.evaluation.throughput import Throughput
 
 COLUMNS = ("scheme", "fusion", "interval", "miou_avg", "miou_min", "fps", "speedup")
 PHASE_COLUMNS = ("scheme", "fusion", "interval", "phase", "miou", "frames")
@@ -100,7 +97,8 @@ def breakdown_md(base: list[Throughput], runs: list[Throughput], note: str) -> s
 
 def plot_tradeoff(table: list[dict], key: str, path: Path, title: str) -> None:
     """Figures 3 and 5: accuracy against throughput, one curve per scheme, points labelled n."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     names = []
     for r in table:
         name = r["scheme"] + (f" ({r['fusion']})" if r["fusion"] else "")
@@ -124,7 +122,6 @@ def plot_tradeoff(table: list[dict], key: str, path: Path, title: str) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_examples(examples: dict, palette: np.ndarray, path: Path, title: str) -> None:
@@ -132,9 +129,8 @@ def plot_examples(examples: dict, palette: np.ndarray, path: Path, title: str) -
     rows_ = ["images"] + [k for k in ("ground truth", "per-frame") if k in examples]
     rows_ += [k for k in examples if k not in rows_]
     n = len(examples["images"])
-    fig, axes = plt.subplots(
-        len(rows_), n, figsize=(1.9 * n, 1.5 * len(rows_) + 0.4), squeeze=False
-    )
+    fig = Figure(figsize=(1.9 * n, 1.5 * len(rows_) + 0.4))
+    axes = fig.subplots(len(rows_), n, squeeze=False)
     for i, name in enumerate(rows_):
         for p in range(n):
             ax = axes[i][p]
@@ -150,4 +146,3 @@ def plot_examples(examples: dict, palette: np.ndarray, path: Path, title: str) -
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
