@@ -28,7 +28,12 @@ from bmvseg.video.motion import MotionField, rasterise
 # packet out per frame in), no deblocking (the reconstruction only serves as the next reference;
 # its looks do not matter), a constant QP.  Only luma is encoded (gray): motion search uses luma
 # and chroma would cost a third more for nothing.  Chosen by bench/motion.py, see
-# bench/RESULTS-motion.md (qp 30 vs 18: 25% faster, median error 0.14 vs 0.12 px).
+# bench/RESULTS-motion.md (qp 30 vs 18: 25% faster, median error 0.14 vs 0.12 px), and checked
+# again by bench/kernels.py at 960x540: one push costs ~5 ms of CPU (encode 3.4, decode 1.2,
+# rasterise 0.2); me=hex, merange 4/8, no-fast-pskip, dct-decimate=0, psy=0 change neither
+# cost nor error beyond noise, qp 33/36 save <10% and lose accuracy on zoom (0.15/0.18 vs
+# 0.13 px); a prototype encoding at half resolution with 8x8 partitions cut the wall time by
+# a third or more but doubled the error (0.27 vs 0.13 px zoom, 0.20 vs 0.05 pan), so it is not used.
 X264_ESTIMATOR_OPTIONS: dict[str, str] = {
     "preset": "ultrafast",
     "tune": "zerolatency",
