@@ -179,3 +179,18 @@ def test_plain_state_dict_loads_like_pytorch_strict_and_keeps_precision(tmp_path
     torch.save(published, path)
     with pytest.raises(CheckpointError, match=r"missing keys \['head\.1\.bias'\]"):
         load_checkpoint(path, ENetLite(5))
+
+
+def test_published_wrappers_and_data_parallel_prefix_load(tmp_path):
+    src = _trained_looking(num_classes=5)
+    state = src.state_dict()
+    wrapped = tmp_path / "wrapped.pth"
+    torch.save({"epoch": 90, "state_dict": {f"module.{k}": v for k, v in state.items()}}, wrapped)
+    dst = ENetLite(5).eval()
+    load_checkpoint(wrapped, dst)
+    x = torch.randn(1, 3, 32, 40)
+    with torch.inference_mode():
+        assert torch.equal(src(x), dst(x))
+    torch.save({"epoch": 90, "optimizer": {"lr": 0.1}}, wrapped)
+    with pytest.raises(CheckpointError, match="no weights found"):
+        load_checkpoint(wrapped, ENetLite(5))

@@ -11,10 +11,11 @@ arbitrary objects (run code) is refused with :class:`CheckpointError`, never exe
 without torch's own warnings about the pickle).  ``meta`` is validated before anything is built
 from it (:func:`validate_meta`): a class count of 10**12 must be refused, not allocated.
 
-A plain PyTorch ``state_dict`` (``torch.save(model.state_dict())``, as published) loads like
-PyTorch's strict ``load_state_dict``: every key must match, except BatchNorm's
-``num_batches_tracked``, which PyTorch also fills in when a file predates it.  Its tensors keep
-their precision (only :func:`save_checkpoint` stores fp16).
+A plain PyTorch ``state_dict`` (``torch.save(model.state_dict())`` as published; also wrapped
+in ``{"state_dict": ...}`` or ``{"model": ...}``, or with ``DataParallel``'s ``module.``
+prefix) loads like PyTorch's strict ``load_state_dict``: every key must match, except
+BatchNorm's ``num_batches_tracked``, which PyTorch also fills in when a file predates it.  Its
+tensors keep their precision (only :func:`save_checkpoint` stores fp16).
 
 Inference, the fast way on CPU::
 
@@ -116,9 +117,31 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             obj["meta"] = {}
         validate_meta(obj["meta"], path)
         return obj
-    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        return {"format": FORMAT, "version": 0, "state_dict": obj, "meta": {}}  # bare state_dict
+    state = _plain_state_dict(obj)
+    if state is not None:
+        return {"format": FORMAT, "version": 0, "state_dict": state, "meta": {}}
     raise CheckpointError(f"{path} is not a bmvseg checkpoint (no weights found in it)")
+
+
+def _is_tensor_dict(obj: Any) -> bool:
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(isinstance(v, torch.Tensor) for v in obj.values())
+    )
+
+
+def _plain_state_dict(obj: Any) -> dict[str, torch.Tensor] | None:
+    """The weights of a published PyTorch file: a bare ``state_dict``, or one wrapped the usual
+    ways (``{"state_dict": ...}`` / ``{"model": ...}`` beside epoch counters; ``module.``
+    prefixes of ``DataParallel``); None when there are none."""
+    if isinstance(obj, dict) and not _is_tensor_dict(obj):
+        obj = next((obj[k] for k in ("state_dict", "model") if _is_tensor_dict(obj.get(k))), None)
+    if not _is_tensor_dict(obj):
+        return None
+    if all(isinstance(k, str) and k.startswith("module.") for k in obj):
+        return {k.removeprefix("module."): v for k, v in obj.items()}
+    return obj
 
 
 def _is_int(v: Any) -> bool:
