@@ -73,6 +73,9 @@ def test_split_models_reproduce_torchvision_output(arch, tv_checkpoints):
                 widths[split] = [(f.shape[1], *f.shape[-2:]) for f in feats]
                 got = model.task(feats, SIZE)
                 assert got.shape == want.shape
+                # task = bilinear upsample of the logits at the finest feature stride
+                assert model.has_lowres_logits
+                assert model.logits(feats).shape[-2:] == feats[0].shape[-2:]
                 # channels_last sums in another order: equal up to float rounding of the logits'
                 # scale (random deep nets reach |logit| ~ 100), even for torchvision's own model.
                 tol = 1e-4 * (float(want.abs().max()) if cl else 1.0)
