@@ -66,6 +66,18 @@ def test_new_or_empty_directory_is_taken_and_the_record_comes_first(tmp_path):
             run.write_bytes(d / "notes.txt", b"x")
 
 
+@pytest.mark.parametrize("kind", sorted(LAYOUTS))
+def test_every_kind_writes_its_layout_and_overwrite_takes_it_all_back(tmp_path, kind):
+    d = tmp_path / kind
+    run = claim_output_dir(d, kind, {"n": 1})
+    names = [f.replace("NNNNNN", "000000") for f in LAYOUTS[kind].files]
+    for name in names:
+        run.write_bytes(d / name, name.encode())
+    (d / "mine.txt").write_text("the user's")
+    claim_output_dir(d, kind, {"n": 2}, overwrite=True)
+    assert sorted(tree(d)) == sorted([RECORD, "mine.txt", *LAYOUTS[kind].dirs])
+
+
 @pytest.mark.parametrize(
     "flags", [{}, {"overwrite": True}, {"resume": True}, {"overwrite": True, "resume": True}]
 )
