@@ -56,7 +56,7 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     return {
         "c20": _clip(tmp / "c20.mp4", 20, seed=1),  # chunk sizes 5 and 10 divide it
         "c23": _clip(tmp / "c23.mp4", 23, seed=2),  # ... and not this one
-        "long": _clip(tmp / "long.mp4", 90, seed=3),
+        "long": _clip(tmp / "long.mp4", 60, seed=3),
         # x264's defaults (3 references, B-frames): the motion must come from the re-encoder.
         "bframes": _clip(tmp / "bframes.mp4", 23, seed=4, options={"crf": "18"}),
     }
@@ -107,7 +107,7 @@ def _in_chunks(seg: ChunkSegmenter, path: Path, size: int, tmp: Path) -> list[by
 def test_chunks_join_into_the_whole_run(weights, clips, scheme, tmp_path):
     spec = _spec(weights, scheme)
     seg = ChunkSegmenter(spec)
-    for name, size in (("c20", 10), ("c23", 5), ("c23", 15)):
+    for name, size in (("c20", 10), ("c23", 5)):
         ref = _whole_run(clips[name], spec)
         assert _in_chunks(seg, clips[name], size, tmp_path) == ref, (name, size)
 
@@ -146,26 +146,48 @@ def ray_session():
     ray.shutdown()
 
 
-def test_one_and_two_workers_give_the_single_process_labels(ray_session, weights, clips, tmp_path):
+def test_one_and_two_workers_give_the_single_process_labels_and_report_a_corrupt_video(
+    ray_session, weights, clips, tmp_path, capsys
+):
     spec = _spec(weights)
-    inputs = [clips["c20"], clips["c23"]]
-    refs = {p.stem: _whole_run(p, spec) for p in inputs}
-    for workers, size in ((1, 10), (2, 5)):
-        out = tmp_path / f"w{workers}"
-        assert run_job(inputs, out, spec=spec, workers=workers, chunk_frames=size) == 0
-        job = json.loads((out / "job.json").read_text())
-        assert job["complete"] and [v["state"] for v in job["videos"]] == ["complete"] * 2
-        for stem, ref in refs.items():
-            assert _labels(out / stem) == ref, (workers, size, stem)
-            summary = json.loads((out / stem / "summary.json").read_text())
-            chunks = summary["chunking"]["chunks"]
-            assert summary["complete"] and summary["chunking"]["chunk_frames"] == size
-            assert sum(c["frames"] for c in chunks) == len(ref) and len(chunks) > 1
-            pts = _overlay_frames(out / stem / "overlay.mp4")
-            assert len(pts) == len(ref) and all(b > a for a, b in pairwise(pts))
-            assert not (out / stem / ".chunks").exists()
-        pids = {c["worker"]["pid"] for s in refs for c in _chunk_stats(out / s)}
-        assert len(pids) == workers
+    refs = {"c20": _whole_run(clips["c20"], spec), "c23": _whole_run(clips["c23"], spec)}
+    # Two jobs: the given files, one worker, chunks of 10; a folder holding a clash of names
+    # (sub/c23.mp4 is the c20 clip) and a corrupt file, two workers, chunks of 5.
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "c23.mp4").write_bytes(clips["c23"].read_bytes())
+    (folder / "sub" / "c23.mp4").write_bytes(clips["c20"].read_bytes())
+    (folder / "broken.mp4").write_bytes(os.urandom(4000))
+    out1, out2 = tmp_path / "w1", tmp_path / "w2"
+    assert run_job([clips["c20"], clips["c23"]], out1, spec=spec, workers=1, chunk_frames=10) == 0
+    assert run_job([folder], out2, spec=spec, workers=2, chunk_frames=5) != 0
+    err = capsys.readouterr().err
+    assert "broken.mp4" in err and "Traceback" not in err
+    job = json.loads((out2 / "job.json").read_text())
+    states = {v["name"]: (v["state"], v["error"], v["renamed_from"]) for v in job["videos"]}
+    assert states["c23"] == ("complete", None, None)
+    assert states["c23-2"] == ("complete", None, "c23")
+    state, error, _ = states["broken"]
+    assert state == "failed" and "broken.mp4" in error and "\n" not in error
+    assert not job["complete"] and not (out2 / "broken" / "summary.json").exists()
+    assert json.loads((out1 / "job.json").read_text())["complete"]
+    for out, stem, ref_name, size in (
+        (out1, "c20", "c20", 10),  # 10 divides 20
+        (out1, "c23", "c23", 10),  # ... not 23
+        (out2, "c23", "c23", 5),
+        (out2, "c23-2", "c20", 5),
+    ):
+        ref = refs[ref_name]
+        assert _labels(out / stem) == ref, (out.name, stem)
+        summary = json.loads((out / stem / "summary.json").read_text())
+        chunks = summary["chunking"]["chunks"]
+        assert summary["complete"] and summary["chunking"]["chunk_frames"] == size
+        assert sum(c["frames"] for c in chunks) == len(ref) and len(chunks) > 1
+        pts = _overlay_frames(out / stem / "overlay.mp4")
+        assert len(pts) == len(ref) and all(b > a for a, b in pairwise(pts))
+        assert not (out / stem / ".chunks").exists()
+    assert len({c["worker"]["pid"] for s in ("c20", "c23") for c in _chunk_stats(out1 / s)}) == 1
+    assert len({c["worker"]["pid"] for s in ("c23", "c23-2") for c in _chunk_stats(out2 / s)}) == 2
 
 
 def _chunk_stats(out: Path) -> list[dict]:
@@ -236,29 +258,6 @@ def test_a_killed_driver_resumes_to_the_same_output(ray_session, weights, clips,
     assert len(_overlay_frames(out / "overlay.mp4")) == len(ref)
 
 
-def test_a_corrupt_video_among_good_ones_is_reported_and_the_others_complete(
-    ray_session, weights, clips, tmp_path, capsys
-):
-    folder = tmp_path / "in"
-    (folder / "sub").mkdir(parents=True)
-    (folder / "c20.mp4").write_bytes(clips["c20"].read_bytes())
-    (folder / "sub" / "c20.mp4").write_bytes(clips["c23"].read_bytes())  # same name
-    (folder / "broken.mp4").write_bytes(os.urandom(4000))
-    out = tmp_path / "out"
-    spec = _spec(weights, "prop-bmv")
-    assert run_job([folder], out, spec=spec, workers=2, chunk_frames=10) != 0
-    job = json.loads((out / "job.json").read_text())
-    states = {v["name"]: (v["state"], v["error"]) for v in job["videos"]}
-    assert states["c20"] == ("complete", None) and states["c20-2"] == ("complete", None)
-    state, error = states["broken"]
-    assert state == "failed" and "broken.mp4" in error and "\n" not in error
-    assert [v["renamed_from"] for v in job["videos"] if v["name"] == "c20-2"] == ["c20"]
-    assert not job["complete"]
-    assert _labels(out / "c20-2") == _whole_run(clips["c23"], spec)
-    err = capsys.readouterr().err
-    assert "broken.mp4" in err and "Traceback" not in err
-
-
 def test_an_unreachable_cluster_is_one_line(weights, clips, tmp_path):
     pytest.importorskip("ray", reason=NO_RAY)
     from bmvseg.errors import BmvsegError
@@ -266,3 +265,26 @@ def test_an_unreachable_cluster_is_one_line(weights, clips, tmp_path):
     with pytest.raises(BmvsegError, match="cannot connect to the Ray cluster at 127.0.0.1:9"):
         run_job([clips["c20"]], tmp_path / "o", spec=_spec(weights), ray_address="127.0.0.1:9")
     assert not (tmp_path / "o").exists()
+
+
+def test_without_ray_several_inputs_run_in_process_and_a_corrupt_one_is_reported(
+    weights, clips, tmp_path
+):
+    """No workers, no cluster: Ray is never imported, the layout and job record are the same."""
+    bad = tmp_path / "broken.mkv"
+    bad.write_bytes(os.urandom(3000))
+    out = tmp_path / "out"
+    code = (
+        "import sys; from bmvseg.distributed.job import run_job; from bmvseg.distributed.worker "
+        f"import EngineSpec; rc = run_job([{str(clips['c23'])!r}, {str(bad)!r}], {str(out)!r}, "
+        f"spec=EngineSpec(weights={str(weights)!r}, interval={K}), chunk_frames=10); "
+        "assert 'ray' not in sys.modules; sys.exit(rc)"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "broken.mkv" in lines[0], proc.stderr
+    job = json.loads((out / "job.json").read_text())
+    assert [v["state"] for v in job["videos"]] == ["complete", "failed"]
+    assert _labels(out / "c23") == _whole_run(clips["c23"], _spec(weights))

@@ -1,4 +1,7 @@
-"""The driver of a distributed segmentation job: plan, spread over Ray workers, write, resume.
+"""The driver of a segmentation job: plan chunks, spread them over Ray workers, write, resume.
+
+Without Ray (no workers, no cluster address) the same job runs its chunks in this process, so
+several inputs get the same layout and job record with or without the ``ray`` extra.
 
 Layout: with one input, ``out`` is laid out as ``bmvseg segment`` lays it out (``labels/``,
 ``overlay.mp4``, ``run.json``, ``summary.json`` last); with several, each video gets
@@ -110,14 +113,16 @@ def run_job(
     overlay: bool = True,
     progress: bool | None = None,
 ) -> int:
-    """Segment every video ``inputs`` name into ``out`` on Ray; returns the exit status.
+    """Segment every video ``inputs`` name into ``out``; returns the exit status.
 
-    ``workers`` actors (default: as many as the cluster's CPUs allow at ``threads_per_worker``
-    torch threads each) run on the Ray cluster at ``ray_address``, or on one started here with
-    ``workers * threads_per_worker`` CPUs; a Ray session already initialised in this process is
-    used as it is.  ``progress`` None shows the bar only on a terminal.  A user error that stops
-    the whole job (no inputs, a bad checkpoint, an unreachable cluster) is raised as
-    :class:`BmvsegError`; with one input, so is that video's failure.
+    Without ``workers`` and ``ray_address`` the chunks run in this process, one after another,
+    and Ray is not imported.  Otherwise ``workers`` actors (default: as many as the cluster's
+    CPUs allow at ``threads_per_worker`` torch threads each) run on the Ray cluster at
+    ``ray_address``, or on one started here with ``workers * threads_per_worker`` CPUs; a Ray
+    session already initialised in this process is used as it is.  ``progress`` None shows the
+    bar only on a terminal.  A user error that stops the whole job (no inputs, a bad checkpoint,
+    an unreachable cluster) is raised as :class:`BmvsegError`; with one input, so is that
+    video's failure.
     """
     spec = spec or EngineSpec()
     out = Path(out)
@@ -130,8 +135,7 @@ def run_job(
     found = assign_names(expand_inputs(list(inputs), exclude=out))
     single = len(found) == 1
     videos = [_Video(v, out if single else out / v.name) for v in found]
-    if not single:
-        _check_root(out, resume=resume, overwrite=overwrite)
+    _check_root(out, resume=resume, overwrite=overwrite)
     for v in videos:
         _probe(v, spec, size, single)
     for v in videos:
@@ -139,14 +143,17 @@ def run_job(
             _check_resume(v)
     todo = [v for v in videos if v.state == "pending"]
 
-    ray = import_ray()
+    local = workers is None and ray_address is None
+    ray = None if local else import_ray()
     started = False
     bar = None
     try:
-        if todo:
+        if todo and local:
+            pool: _LocalPool | _RayPool = _LocalPool(spec)
+        elif todo:
             started = _connect(ray, ray_address, workers, threads_per_worker)
-            actors = _start_workers(ray, spec, workers, threads_per_worker,
-                                    sum(len(v.chunks) for v in todo))  # fmt: skip
+            pool = _RayPool(ray, _start_workers(ray, spec, workers, threads_per_worker,
+                                                sum(len(v.chunks) for v in todo)))  # fmt: skip
         if not single:
             try:
                 out.mkdir(parents=True, exist_ok=True)
@@ -156,15 +163,18 @@ def run_job(
             _open_output(v, resume=resume, overwrite=overwrite)
         _write_job(out, videos, spec, size, single)
         if todo:
+            known = all(v.frame_count for v in todo)
             bar = tqdm(
                 total=sum(v.frame_count or 0 for v in todo)
-                - sum(st["frames"] for v in todo for st in v.done.values()),
+                - sum(st["frames"] for v in todo for st in v.done.values())
+                if known
+                else None,
                 unit="frame",
                 desc=f"{spec.scheme} k={spec.interval}",
                 disable=None if progress is None else not progress,
                 smoothing=0.1,
             )
-            _schedule(ray, actors, todo, videos, out, spec, size, single, overlay, bar)
+            _schedule(pool, todo, videos, out, spec, size, single, overlay, bar)
     finally:
         if bar is not None:
             bar.close()
@@ -173,8 +183,10 @@ def run_job(
     failed = [v for v in videos if v.state == "failed"]
     if single and failed:
         raise BmvsegError(failed[0].error or "failed")
-    for v in failed:
-        print(f"bmvseg segment: error: {v.input.path}: {v.error}", file=sys.stderr)
+    for v in failed:  # one line each, naming the video
+        error = v.error or "failed"
+        named = error if str(v.input.path) in error else f"{v.input.path}: {error}"
+        print(f"bmvseg segment: error: {named}", file=sys.stderr)
     complete = len(videos) - len(failed)
     where = out if single else out / "job.json"
     print(f"{complete} of {len(videos)} videos complete; {sum(v.frames for v in videos)} frames; "
@@ -297,7 +309,7 @@ def _start_workers(
     try:
         ray.get([a.info.remote() for a in actors])
     except Exception as exc:
-        raise BmvsegError(_task_error(ray, exc, "starting a worker")) from exc
+        raise BmvsegError(_task_error(exc, "starting a worker")) from exc
     return actors
 
 
@@ -325,14 +337,66 @@ def _piece(v: _Video, c: Chunk) -> Path:
 # -- the run -------------------------------------------------------------------------------------
 
 
-def _schedule(ray, actors, todo, videos, out, spec, size, single, overlay, bar) -> None:
+class _RayPool:
+    """Chunks on Ray actors: submit to a worker slot, take results as they finish."""
+
+    def __init__(self, ray: Any, actors: list) -> None:
+        self.ray, self.actors = ray, actors
+        self.slots = len(actors)
+        self.in_flight: dict = {}
+
+    def submit(self, slot: int, item: tuple, overlay: bool) -> None:
+        v, c = item
+        self.in_flight[self.actors[slot].run_chunk.remote(str(v.input.path), c, overlay)] = (
+            slot,
+            item,
+        )
+
+    def __len__(self) -> int:
+        return len(self.in_flight)
+
+    def next(self) -> tuple[int, tuple, ChunkResult | None, str | None]:
+        """The next finished chunk: (slot, item, result, None) or (slot, item, None, error)."""
+        (ref,), _ = self.ray.wait(list(self.in_flight), num_returns=1)
+        slot, item = self.in_flight.pop(ref)
+        try:
+            return slot, item, self.ray.get(ref), None
+        except Exception as exc:
+            return slot, item, None, _task_error(exc, f"segmenting frames {item[1].key}")
+
+
+class _LocalPool:
+    """Chunks in this process, one after another: several inputs without Ray."""
+
+    slots = 1
+
+    def __init__(self, spec: EngineSpec) -> None:
+        self.worker = ChunkSegmenter(spec)
+        self.worker.info()  # a build error is the job's one line
+        self.queue: deque = deque()
+
+    def submit(self, slot: int, item: tuple, overlay: bool) -> None:
+        self.queue.append((item, overlay))
+
+    def __len__(self) -> int:
+        return len(self.queue)
+
+    def next(self) -> tuple[int, tuple, ChunkResult | None, str | None]:
+        item, overlay = self.queue.popleft()
+        v, c = item
+        try:
+            return 0, item, self.worker.run_chunk(str(v.input.path), c, overlay), None
+        except BmvsegError as exc:
+            return 0, item, None, str(exc)
+
+
+def _schedule(pool, todo, videos, out, spec, size, single, overlay, bar) -> None:
     """Keep every worker busy with chunks in video order; write each result as it comes."""
     queue = deque((v, c) for v in todo for c in v.chunks if c.key not in v.done)
     for v in todo:
-        if not queue or all(c.key in v.done for c in v.chunks):
+        if all(c.key in v.done for c in v.chunks):  # every chunk finished before a resume
             _maybe_finish(v, out, videos, spec, size, single, overlay)
-    in_flight: dict = {}
-    load = dict.fromkeys(range(len(actors)), 0)
+    load = dict.fromkeys(range(pool.slots), 0)
     n_videos = len(videos)
 
     def fill() -> None:
@@ -343,8 +407,7 @@ def _schedule(ray, actors, todo, videos, out, spec, size, single, overlay, bar) 
             v, c = queue.popleft()
             if v.state != "pending":
                 continue
-            ref = actors[slot].run_chunk.remote(str(v.input.path), c, overlay)
-            in_flight[ref] = (slot, v, c)
+            pool.submit(slot, (v, c), overlay)
             load[slot] += 1
 
     def postfix() -> None:
@@ -353,18 +416,14 @@ def _schedule(ray, actors, todo, videos, out, spec, size, single, overlay, bar) 
 
     fill()
     postfix()
-    while in_flight:
-        (ref,), _ = ray.wait(list(in_flight), num_returns=1)
-        slot, v, c = in_flight.pop(ref)
+    while len(pool):
+        slot, (v, c), res, error = pool.next()
         load[slot] -= 1
         fill()
         if v.state != "pending":
             continue
-        try:
-            res: ChunkResult = ray.get(ref)
-        except Exception as exc:
-            _fail(v, _task_error(ray, exc, f"segmenting frames {c.key}"), out, videos, spec,
-                  size, single)  # fmt: skip
+        if error is not None:
+            _fail(v, error, out, videos, spec, size, single)
             postfix()
             continue
         _store(v, res)
@@ -376,7 +435,7 @@ def _schedule(ray, actors, todo, videos, out, spec, size, single, overlay, bar) 
         postfix()
 
 
-def _task_error(ray: Any, exc: Exception, doing: str) -> str:
+def _task_error(exc: Exception, doing: str) -> str:
     """One line for a failed Ray call: the user error itself, or what was lost."""
     from ray import exceptions as rex
 

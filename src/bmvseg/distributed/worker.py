@@ -113,11 +113,11 @@ class ChunkSegmenter:
     driver reports it as one line instead of an actor that failed to start.
     """
 
-    def __init__(self, spec: EngineSpec, threads: int = 1) -> None:
+    def __init__(self, spec: EngineSpec, threads: int | None = None) -> None:
         t0 = time.perf_counter()
         self.spec = spec
-        self.threads = threads
-        torch.set_num_threads(threads)
+        if threads is not None:  # workers sharing a machine split its cores
+            torch.set_num_threads(threads)
         self.error: BmvsegError | None = None
         try:
             self.engine = build_engine(spec.model, spec.config(), weights=spec.weights,
