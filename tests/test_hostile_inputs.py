@@ -361,10 +361,18 @@ def test_closed_stdout_does_not_undo_a_completed_run(tmp_path):
 
 def test_ctrl_c_during_imports_is_one_line_and_130(tmp_path):
     """SIGINT while ``main`` imports torch and the subcommands (the first seconds)."""
+    # "ready" is printed from inside main, just before it imports the subcommands
     script = (
-        "import sys; from bmvseg.cli.main import main; "
-        "print('ready', flush=True); sys.exit(main())"
+        "import sys\n"
+        "import bmvseg.cli.main as m\n"
+        "build = m.build_parser\n"
+        "def announced():\n"
+        "    print('ready', flush=True)\n"
+        "    return build()\n"
+        "m.build_parser = announced\n"
+        "sys.exit(m.main())\n"
     )
+    interrupted = 0
     for delay in (0.0, 0.3):
         proc = subprocess.Popen(
             [sys.executable, "-c", script, "segment", str(tmp_path / "x.mp4"), "-o",
@@ -380,6 +388,8 @@ def test_ctrl_c_during_imports_is_one_line_and_130(tmp_path):
             continue  # the imports were already done: the run itself ended first
         assert proc.returncode == 130, text
         assert text.strip().endswith("interrupted") and len(text.strip().splitlines()) == 1, text
+        interrupted += 1
+    assert interrupted, "every run finished before the signal: the imports were not hit"
 
 
 # -- 15: a FIFO without a writer -----------------------------------------------------------------

@@ -98,10 +98,18 @@ class _Console:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:  # first: a Ctrl-C that lands anywhere below is still one line
+        return _main(argv)
+    except KeyboardInterrupt:
+        _interrupted("bmvseg")
+        return INTERRUPTED
+
+
+def _main(argv: list[str] | None) -> int:
     out, err = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _Console(out), _Console(err)  # type: ignore[assignment]
     command = "bmvseg"
     try:
+        sys.stdout, sys.stderr = _Console(out), _Console(err)  # type: ignore[assignment]
         try:
             parser = build_parser()
             args = parser.parse_args(argv)
