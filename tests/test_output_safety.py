@@ -455,3 +455,17 @@ def test_resume_with_another_clip_of_the_same_size_is_refused(tmp_path, capsys):
     video.write_bytes(a.read_bytes())
     assert _segment(video, out, "--resume") == 0  # the same clip resumes
     assert json.loads((out / "summary.json").read_text())["frames"] == N
+
+
+@pytest.mark.parametrize("flags", [(), ("--overwrite",)])
+def test_benchmark_never_replaces_a_segment_output(tmp_path, capsys, flags):
+    video = _clip(tmp_path / "clip.mp4", 1)
+    out = tmp_path / "out"
+    assert _segment(video, out) == 0
+    before = tree(out)
+    capsys.readouterr()
+    argv = ["benchmark", str(video), "--reference", "per-frame", "-o", str(out), "--weights",
+            "none", "--intervals", "1", "--no-throughput", "--max-frames", "4", *flags]  # fmt: skip
+    assert main(argv) != 0
+    assert "'bmvseg segment'" in _one_line(capsys.readouterr().err)
+    assert tree(out) == before  # summary.json, complete flag and all
