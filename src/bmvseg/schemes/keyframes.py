@@ -1,0 +1,283 @@
+"""Keyframe placement: which frames run the feature network, and why (the one place that says so).
+
+A schedule's :meth:`~KeyframeSchedule.mark` takes the decoded frames in order and yields each
+with the reason it is a keyframe (``None``: it is not one).  It may read up to ``lookahead``
+frames ahead before yielding a frame, so memory stays bounded and streaming still works.  The
+first frame it sees is always a keyframe (``"start"``).  Closing a video that ends inside an
+interval (inter-BMV's ``"end"`` keyframe) is the engine's job; the adaptive schedule keeps the
+budget for it.
+
+**Budget.**  With interval ``k`` over ``T`` frames a run has at most ``ceil(T / k) + 1``
+keyframes, the engine's closing one included: what fixed placement uses.  The adaptive schedule
+keeps the budget as *credit*, counted in frames: each frame after a keyframe earns 1, a keyframe
+costs ``k``, and after the first frame the credit is ``k`` (one keyframe in hand).  Credit is
+never negative, so after ``i + 1`` frames at most ``ceil((i + 1) / k) + 1`` keyframes have been
+placed, and the end of the video, when it is within the look-ahead, is kept payable.
+
+**Fixed** (:class:`FixedSchedule`): frame ``index % k == phase`` (``"interval"``) and the first
+frame (``"start"``), the paper's placement.
+
+**Adaptive** (:class:`AdaptiveSchedule`), from the compressed stream alone (no network), in this
+order of priority for each frame:
+
+1. ``"anchor"``: every frame whose index is a multiple of ``anchor`` (default ``10 k``) is a
+   keyframe and resets the schedule to the state it starts in (credit ``k``, nothing
+   accumulated).  Anchors are the **placement-stable points**: a run started at an anchor places
+   exactly the later keyframes a run from frame 0 places, so frame ranges and distributed chunks
+   must start at an anchor (:meth:`AdaptiveSchedule.stable`); placement between anchors depends
+   on the frames since the last anchor.  The schedule keeps ``2 k`` of credit for each anchor
+   (the anchor's cost and the credit it hands on), so the reset never creates budget.
+2. ``"max-interval"``: no interval is longer than ``max_interval`` (default ``2 k``).
+3. ``"cut"``: a hard cut, a frame whose motion field is mostly invalid (valid share below
+   ``cut_valid``, default 0.5): the encoder found no match for most blocks in the previous frame,
+   so it shows a new scene.  Warped features from before it would be another scene's, so its
+   first frame is a keyframe and no interval spans it, as long as the budget allows: two cuts
+   ``2 k`` apart always get theirs; denser cuts (a slide show, noise) are refused once the
+   credit is spent, and then an interval does span them.
+4. ``"iframe"``: one of the stream's own I-frames once the accumulated change (below) reaches
+   ``iframe_change`` (0.5).  An encoder with scene detection puts I-frames where content changes,
+   but also at fixed GOP boundaries, so an I-frame only brings forward a keyframe that the
+   change measure already calls for; it is not a cut on its own.  (With re-encoded motion the
+   motion fields are the re-encoder's, but ``pict_type`` is still the input stream's.)
+5. ``"change"``: the change accumulated since the last keyframe reaches 1.  Each frame adds
+   ``mean |mv| / displacement`` (valid cells; ``displacement`` 16 px, one cell: the further
+   content has moved, the more the chained block warps blur and the more content has left the
+   frame) plus ``intra share / intra`` (the invalid cells' share; ``intra`` 0.5: intra-coded
+   cells are content the previous frame does not have, which warping cannot produce).
+6. ``"spare"`` (``spend=True``, the default): when the credit holds two keyframes the schedule
+   spends one, so the budget is used: on a static clip keyframes fall every ``k`` frames, like
+   fixed placement.  With ``spend=False`` spare credit is kept for changes and cuts until the
+   next anchor, and a static clip gets a keyframe every ``max_interval`` frames.
+
+Optional keyframes (3-6) are placed only if the credit left still pays for every mandatory one
+up to the next anchor (or the end of the video, when it is within the look-ahead), with the
+``max_interval`` keyframes that need, and (4-6) for the cuts visible in the look-ahead, which
+also defer them when a cut is at most ``k`` frames away.  The look-ahead is ``max_interval``
+frames.  With ``max_interval < 2 k - 1`` a cut can spend credit that a closing keyframe later
+needs, so the engine's ``"end"`` may exceed the budget by one; the schedule's own keyframes
+never do.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from bmvseg.errors import BmvsegError
+from bmvseg.video.reader import Frame
+
+PLACEMENTS = ("fixed", "adaptive")
+
+
+class KeyframeSchedule(Protocol):
+    """Keyframe placement for one run (see the module docstring)."""
+
+    lookahead: int
+
+    def mark(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, str | None]]:
+        """Each frame, in order, with the reason it is a keyframe (None: not a keyframe)."""
+        ...
+
+    def stable(self, index: int) -> bool:
+        """Whether a run started at frame ``index`` places the same later keyframes."""
+        ...
+
+
+def _check_interval(interval: int) -> None:
+    if interval < 1:
+        raise BmvsegError(f"keyframe interval must be >= 1, got {interval}")
+
+
+class FixedSchedule:
+    """The paper's placement: frames ``index % interval == phase``, and the first frame."""
+
+    def __init__(self, interval: int, phase: int = 0) -> None:
+        _check_interval(interval)
+        if not 0 <= phase < interval:
+            raise BmvsegError(f"keyframe phase must be in 0..{interval - 1}, got {phase}")
+        self.interval, self.phase, self.lookahead = interval, phase, 0
+
+    def stable(self, index: int) -> bool:
+        return index == 0 or index % self.interval == self.phase
+
+    def mark(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, str | None]]:
+        first = True
+        for fr in frames:
+            if first:
+                first = False
+                yield fr, "start"
+            elif fr.index % self.interval == self.phase:
+                yield fr, "interval"
+            else:
+                yield fr, None
+
+
+@dataclass(frozen=True)
+class Signal:
+    """What the compressed stream says about one frame (relative to the previous one)."""
+
+    valid: float  # share of cells with a motion vector
+    displacement: float  # mean |mv| over the valid cells, pixels (0 when none is valid)
+    iframe: bool  # the input stream coded it as an I-frame
+
+
+def signal(frame: Frame) -> Signal:
+    """The placement signals of ``frame`` (no network, only its motion field and picture type)."""
+    valid = frame.motion.valid
+    share = float(valid.mean()) if valid.size else 0.0
+    moved = frame.motion.mv[valid]
+    disp = float(np.hypot(moved[:, 0], moved[:, 1]).mean()) if moved.size else 0.0
+    return Signal(share, disp, frame.pict_type == "I")
+
+
+class AdaptiveSchedule:
+    """Codec-aware placement under fixed placement's budget (rule: the module docstring)."""
+
+    def __init__(
+        self,
+        interval: int,
+        max_interval: int | None = None,
+        *,
+        anchor: int | None = None,
+        spend: bool = True,
+        cut_valid: float = 0.5,
+        iframe_valid: float = 0.8,
+        displacement: float = 16.0,
+        intra: float = 0.5,
+        iframe_change: float = 0.5,
+    ) -> None:
+        _check_interval(interval)
+        k = interval
+        m = 2 * k if max_interval is None else max_interval
+        if m < k:
+            raise BmvsegError(f"max interval must be >= the keyframe interval {k}, got {m}")
+        p = 10 * k if anchor is None else anchor
+        if p < k or p % k:
+            raise BmvsegError(f"anchor period must be a positive multiple of {k}, got {p}")
+        if not 0 <= cut_valid <= 1:
+            raise BmvsegError(f"cut threshold must be a share in 0..1, got {cut_valid}")
+        if displacement <= 0 or intra <= 0:
+            raise BmvsegError(
+                f"change scales must be positive, got displacement={displacement} intra={intra}"
+            )
+        self.interval, self.max_interval, self.anchor, self.spend = k, m, p, spend
+        self.cut_valid, self.displacement, self.intra = cut_valid, displacement, intra
+        self.iframe_valid, self.iframe_change = iframe_valid, iframe_change
+        self.lookahead = m
+
+    def stable(self, index: int) -> bool:
+        return index % self.anchor == 0
+
+    def change(self, sig: Signal) -> float:
+        """One frame's contribution to the accumulated change (1 calls for a keyframe)."""
+        return sig.displacement / self.displacement + (1.0 - sig.valid) / self.intra
+
+    def is_cut(self, sig: Signal) -> bool:
+        return sig.valid < (self.iframe_valid if sig.iframe else self.cut_valid)
+
+    def _payable(
+        self, at: int, credit: int, musts: list[int], target: int | None, need: int
+    ) -> bool:
+        """Whether a keyframe at ``at`` leaving ``credit`` still pays ``musts`` and ``target``.
+
+        Between two of them the fewest ``max_interval`` keyframes are placed as late as
+        possible; each of those is payable because ``max_interval >= k``.  ``target`` (the next
+        anchor or the visible end) needs ``need`` credit before its own cost.
+        """
+        k, m = self.interval, self.max_interval
+        last = at
+        for pos in [*musts, *([] if target is None else [target])]:
+            gap = pos - last
+            credit += gap - (-(-gap // m) - 1) * k
+            if credit < (need if pos == target else k):
+                return False
+            credit -= k
+            last = pos
+        return True
+
+    def mark(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, str | None]]:
+        k = self.interval
+        source = iter(frames)
+        window: deque[tuple[Frame, Signal]] = deque()
+        ended = False
+        last, credit, acc = 0, 0, 0.0
+        first = True
+        while True:
+            while not ended and len(window) <= self.lookahead:
+                fr = next(source, None)
+                if fr is None:
+                    ended = True
+                else:
+                    window.append((fr, signal(fr)))
+            if not window:
+                return
+            fr, sig = window.popleft()
+            i = fr.index
+            if first:
+                first = False
+                reason: str | None = "start"
+            else:
+                credit += 1
+                acc += self.change(sig)
+                reason = self._decide(i, sig, last, credit, acc, window, ended)
+            if reason is not None:
+                credit = k if reason in ("start", "anchor") else credit - k
+                last, acc = i, 0.0
+            yield fr, reason
+
+    def _decide(
+        self,
+        i: int,
+        sig: Signal,
+        last: int,
+        credit: int,
+        acc: float,
+        window: deque[tuple[Frame, Signal]],
+        ended: bool,
+    ) -> str | None:
+        k = self.interval
+        if self.stable(i):
+            return "anchor"
+        if i - last >= self.max_interval:
+            return "max-interval"
+        if credit < k:
+            return None
+        anchor = (i // self.anchor + 1) * self.anchor
+        target: int | None = anchor
+        need = 2 * k
+        if ended:
+            end = window[-1][0].index if window else i
+            if end < anchor:
+                target, need = (None, 0) if end == i else (end, k)
+        if self.is_cut(sig):
+            return "cut" if self._payable(i, credit - k, [], target, need) else None
+        cuts = [f.index for f, s in window if f.index < anchor and self.is_cut(s)]
+        if cuts and cuts[0] - i <= k:
+            return None
+        cuts = [c for c in cuts if target is None or c < target]
+        if sig.iframe and acc >= self.iframe_change:
+            reason: str | None = "iframe"
+        elif acc >= 1.0:
+            reason = "change"
+        elif self.spend and credit >= 2 * k:
+            reason = "spare"
+        else:
+            return None
+        return reason if self._payable(i, credit - k, cuts, target, need) else None
+
+
+def make_schedule(
+    kind: str, interval: int, phase: int = 0, max_interval: int | None = None
+) -> KeyframeSchedule:
+    """The schedule for ``--keyframes kind``: ``fixed`` or ``adaptive``."""
+    if kind == "fixed":
+        return FixedSchedule(interval, phase)
+    if kind == "adaptive":
+        if phase:
+            raise BmvsegError(f"keyframe phase applies to fixed placement only, got {phase}")
+        return AdaptiveSchedule(interval, max_interval)
+    raise BmvsegError(f"unknown keyframe placement {kind!r}; choose from {', '.join(PLACEMENTS)}")
