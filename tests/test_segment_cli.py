@@ -277,3 +277,32 @@ def test_the_python_api_keeps_memory_flat_by_itself(tmp_path, weights):
     finally:
         gc.enable()
     assert len(alive) == 2 and max(alive) <= COLLECT_EVERY + K + 2, alive
+
+
+def test_concealed_damage_is_reported_and_the_next_clean_frame_is_a_keyframe(
+    tmp_path, weights, capsys
+):
+    """Damage the decoder conceals is not passed off as clean: the frames are listed in
+    summary.json and a notice, and the first clean frame after them (the next I-frame) is a
+    keyframe, so no clean frame gets features warped from concealed pixels."""
+    from test_hostile_inputs import _damaged_copies
+
+    frames, _ = moving_texture_clip("object", 96, 128, 30, seed=2, speed=2.0)
+    clean = tmp_path / "clean.h264"
+    encode_video(frames, clean, container_format="h264",
+                 options={**X264_ONE_REF, "keyint": "22", "min-keyint": "22"})  # fmt: skip
+    for bad in _damaged_copies(clean, tmp_path, 15):  # slice 15 = frame 15 (one slice a frame)
+        out = tmp_path / f"out-{bad.stem}"
+        assert main(_argv(bad, out, weights, "--no-overlay")) == 0
+        summary = json.loads((out / "summary.json").read_text())
+        if not summary["concealed_frames"]:
+            continue  # a flip the decoder cannot see (the documented limit)
+        assert summary["complete"] and summary["damaged_frames"]
+        assert summary["damaged_frames"] == list(range(summary["concealed_frames"][0], 22))
+        keys = {k["index"]: k["reason"] for k in summary["keyframes"]}
+        assert keys.get(22) == "after damage"
+        out_lines = capsys.readouterr().out.splitlines()
+        notices = [ln for ln in out_lines if ln.startswith("bmvseg: notice:")]
+        assert len([ln for ln in notices if "concealed damage" in ln]) == 1, notices
+        return
+    pytest.fail("the decoder flagged none of the damaged copies")

@@ -80,6 +80,8 @@ def segment_to_dir(
         about = {"video": str(video.resolve()), "video_bytes": video.stat().st_size}
         out.write_json("run.json", {**about, **identity})
         summary = _write(reader, engine, out, resume_from, overlay, progress, end)
+        if reader.damage_notice:  # known only once the frames are read
+            notice(reader.damage_notice)
     finally:
         reader.close()
     summary = {
@@ -97,8 +99,7 @@ def segment_to_dir(
 
 
 def _notices(reader, video: Path) -> Iterator[str]:
-    if reader.notice:
-        yield reader.notice
+    yield from reader.notices
     if reader.rotation:
         yield (f"{video}: the container asks players to rotate it {reader.rotation} degrees "
                f"counter-clockwise; labels and overlay keep the stored "
@@ -170,6 +171,12 @@ def _write(reader, engine: Engine, out: RunDir, resume_from: int, overlay: bool,
         "stage_ms_per_frame": {**stages, "write_wait": round(1000 * writer.waited / n, 3),
                                "write_busy": round(1000 * writer.busy / n, 3)},  # fmt: skip
         "keyframes": keyframes,
+        # Frames the decoder concealed damage in, and those predicted from them (up to the next
+        # I-frame): their labels are not clean; the first clean frame after them is a keyframe.
+        "damaged_frames": list(reader.damaged_frames),
+        "concealed_frames": list(reader.concealed_frames),
+        "stream_index": reader.stream_index,
+        "notices": [n for n in (*reader.notices,) if n],
         "motion_source": reader.motion_source,
         "motion_reason": reader.motion_reason,
         "width": reader.width,

@@ -65,6 +65,7 @@ class FrameResult:
     logits: torch.Tensor | None = None  # (1, K, H, W), only with keep_logits
     features: Features | None = None  # the (warped or fresh) features, only with keep_features
     reason: str | None = None  # why a keyframe is one (see bmvseg.schemes.keyframes)
+    damaged: bool = False  # the decoder concealed damage in this frame or in its references
 
     @property
     def image(self) -> np.ndarray | None:
@@ -250,7 +251,7 @@ class Engine:
             "prop-bmv": run.prop_bmv,
             "inter-bmv": run.inter_bmv,
         }[cfg.scheme]
-        marked = cfg.schedule().mark(_timed(frames, self.timer))
+        marked = _after_damage(cfg.schedule().mark(_timed(frames, self.timer)))
         with torch.inference_mode():
             for res in body(marked):
                 if end is not None and res.index >= end:
@@ -299,6 +300,7 @@ class _Run:
             logits=logits if cfg.keep_logits else None,
             features=feats if cfg.keep_features and wanted else None,
             reason=reason,
+            damaged=getattr(frame, "damaged", False),
         )
 
     def want(self, index: int) -> bool:
@@ -399,6 +401,24 @@ class _Run:
         self.keep(nxt, True)
         self.prev = (nxt, feats)
         yield res
+
+
+def _after_damage(
+    marked: Iterator[tuple[Frame, str | None]],
+) -> Iterator[tuple[Frame, str | None]]:
+    """The first clean frame after frames the decoder concealed becomes a keyframe.
+
+    Concealed pixels and the motion of damaged frames are wrong until the stream's next I-frame
+    (:mod:`bmvseg.video.reader`); a keyframe there stops clean frames from receiving features
+    warped from them.  The damaged frames themselves keep their labels, marked ``damaged``.
+    """
+    damaged = False
+    for fr, reason in marked:
+        clean = not getattr(fr, "damaged", False)
+        if damaged and clean and reason is None:
+            reason = "after damage"
+        damaged = not clean
+        yield fr, reason
 
 
 def _timed(frames: Iterable[Frame], timer: StageTimer) -> Iterator[Frame]:
