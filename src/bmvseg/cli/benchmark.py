@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 
 from bmvseg.cli.options import add_engine_arguments, run_options
 from bmvseg.errors import BmvsegError
@@ -77,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         limit_clips=args.limit_clips,
         throughput=not args.no_throughput,
         overwrite=args.overwrite,
-        command=getattr(args, "command_line", None) or shlex.join(["bmvseg", *sys.argv[1:]]),
+        command=args.command_line,
     )
     table, notes = run_benchmark(spec)
     print(table)

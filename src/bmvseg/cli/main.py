@@ -24,6 +24,7 @@ import argparse
 import importlib
 import io
 import os
+import shlex
 import signal
 import sys
 from typing import TextIO
@@ -114,6 +115,8 @@ def _main(argv: list[str] | None) -> int:
             parser = build_parser()
             args = parser.parse_args(argv)
             command = f"bmvseg {args.command}"
+            # What ran, as a shell line (recorded in summaries), whoever called main().
+            args.command_line = shlex.join(["bmvseg", *(sys.argv[1:] if argv is None else argv)])
             return int(args.func(args) or 0)
         except BmvsegError as exc:
             print(f"{command}: error: {exc}", file=sys.stderr)

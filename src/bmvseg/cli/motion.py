@@ -50,6 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the stream's vectors (native), or re-encoding (reencode)",
     )
     p.add_argument("--block", type=int, choices=(16, 8, 4), default=16, help="cell size in px")
+    p.add_argument("--stream", type=int, metavar="N",
+                   help="video stream number (default: the largest / the default one)")
     p.add_argument(
         "--draw",
         metavar="OUT.mp4",
@@ -151,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
     source = demo_clip() if args.demo else args.video
     with Staged() as staged:
         with ExitStack() as stack:
-            reader = stack.enter_context(VideoReader(source, motion=args.motion, block=args.block))
+            reader = stack.enter_context(VideoReader(source, motion=args.motion, block=args.block,
+                                                       stream=args.stream))
             if reader.notice:
                 print(f"bmvseg motion: notice: {reader.notice}", file=sys.stderr)
             fields: list[MotionField] = []

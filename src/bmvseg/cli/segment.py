@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 
 from tqdm import tqdm
 
@@ -54,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
             args.video, args.output, options, overlay=not args.no_overlay, resume=args.resume,
             overwrite=args.overwrite, notice=lambda text: print(f"bmvseg: notice: {text}",
                                                                flush=True),
-            progress=progress, command=shlex.join(["bmvseg", *sys.argv[1:]]),
+            progress=progress, command=args.command_line,
         )  # fmt: skip
     finally:
         bar.close()

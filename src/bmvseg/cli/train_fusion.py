@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 
 import torch
 
@@ -48,8 +46,7 @@ def run(args: argparse.Namespace) -> int:
         )
     windows, held_out = training_windows(args.dataset, args.root, seed=args.seed,
                                          scale=args.scale, held_out=args.held_out)  # fmt: skip
-    command = getattr(args, "command_line", None) or shlex.join(["bmvseg", *sys.argv[1:]])
-    meta = {"command": command, "model": args.model, "dataset": args.dataset}
+    meta = {"command": args.command_line, "model": args.model, "dataset": args.dataset}
     result = train_fusion(model, windows, held_out, steps=args.steps, lr=args.lr, out=str(out),
                           meta=meta)  # fmt: skip
     print(f"conv fusion saved to {out}: {result}")

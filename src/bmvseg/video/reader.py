@@ -549,44 +549,11 @@ class VideoReader:
         return info
 
     def _decide(self, probe: _Probe) -> tuple[str, str]:
-        """The motion source and a one-line reason for it."""
-        info = self.codec_info
-        codec = info["codec"]
-        if self.policy == "reencode":
-            return "reencode", "re-encoding requested (--motion reencode)"
-        if codec not in VECTOR_CODECS:
-            if self.policy == "native":
-                raise VideoError(
-                    f"{self.name}: FFmpeg exports no motion vectors for {codec}; "
-                    "use --motion auto or reencode"
-                )
-            return "reencode", f"{codec} streams carry no motion vectors FFmpeg can export"
-        if self.policy == "native":
-            return "native", f"stream's own {codec} vectors requested (--motion native)"
-        if info["intra_only"]:
-            return "reencode", f"{codec} stream is intra-only (every frame a keyframe)"
-        b_frames = info["reordered_packets"]
-        if codec == "h264":
-            refs = info["refs"]
-            reorder = info.get("max_num_reorder_frames")
-            b_frames = b_frames or bool(reorder) or (reorder is None and info["has_b_frames"])
-            if b_frames:
-                return "reencode", "H.264 with B-frames: vectors also point into the future"
-            if refs is None:
-                return "reencode", "H.264 reference count unknown (no readable SPS)"
-            if info.get("interlaced"):
-                return "reencode", "interlaced H.264: field vectors are not frame motion"
-            if refs != 1:
-                return (
-                    "reencode",
-                    f"H.264 with {refs} reference frames: stream vectors may point past t-1",
-                )
-            return "native", "H.264 with 1 reference frame and no B-frames: vectors are t -> t-1"
-        if codec == "mpeg4":
-            b_frames = b_frames or info["has_b_frames"]
-        if b_frames:
-            return "reencode", f"{codec} with B-frames: P-vectors skip the B-frames before them"
-        return "native", f"{codec} without B-frames: P-frames reference the previous frame"
+        """The motion source and a one-line reason for it (see :func:`choose_motion_source`)."""
+        try:
+            return choose_motion_source(self.policy, self.codec_info)
+        except ValueError as exc:
+            raise VideoError(f"{self.name}: {exc}") from None
 
     # -- iteration -----------------------------------------------------------------------------
 
@@ -870,6 +837,50 @@ def _reason(exc: BaseException | str) -> str:
     text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     return " ".join(str(text).split())
 
+
+
+def choose_motion_source(policy: str, info: dict) -> tuple[str, str]:
+    """``("native" | "reencode", reason)`` for a stream: a pure function of its facts.
+
+    ``info`` is :attr:`VideoReader.codec_info` (codec, ``refs`` and the reorder count from the
+    SPS, ``has_b_frames``, ``reordered_packets``, ``intra_only``, ``interlaced``); ``policy`` is
+    the user's (see the module docstring).  Native vectors are used only where they are exactly
+    frame ``t`` -> ``t - 1`` motion.  Raises ValueError where ``native`` is asked of a codec
+    FFmpeg exports no vectors for.
+    """
+    codec = info["codec"]
+    if policy == "reencode":
+        return "reencode", "re-encoding requested (--motion reencode)"
+    if codec not in VECTOR_CODECS:
+        if policy == "native":
+            raise ValueError(
+                f"FFmpeg exports no motion vectors for {codec}; use --motion auto or reencode"
+            )
+        return "reencode", f"{codec} streams carry no motion vectors FFmpeg can export"
+    if policy == "native":
+        return "native", f"stream's own {codec} vectors requested (--motion native)"
+    if info["intra_only"]:
+        return "reencode", f"{codec} stream is intra-only (every frame a keyframe)"
+    b_frames = info["reordered_packets"]
+    if codec == "h264":
+        refs = info["refs"]
+        reorder = info.get("max_num_reorder_frames")
+        b_frames = b_frames or bool(reorder) or (reorder is None and info["has_b_frames"])
+        if b_frames:
+            return "reencode", "H.264 with B-frames: vectors also point into the future"
+        if refs is None:
+            return "reencode", "H.264 reference count unknown (no readable SPS)"
+        if info.get("interlaced"):
+            return "reencode", "interlaced H.264: field vectors are not frame motion"
+        if refs != 1:
+            why = f"H.264 with {refs} reference frames: stream vectors may point past t-1"
+            return "reencode", why
+        return "native", "H.264 with 1 reference frame and no B-frames: vectors are t -> t-1"
+    if codec == "mpeg4":
+        b_frames = b_frames or info["has_b_frames"]
+    if b_frames:
+        return "reencode", f"{codec} with B-frames: P-vectors skip the B-frames before them"
+    return "native", f"{codec} without B-frames: P-frames reference the previous frame"
 
 def read_motion(
     source: str | os.PathLike | BinaryIO,
