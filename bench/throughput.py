@@ -5,14 +5,14 @@
     python bench/throughput.py --synthetic 960x540                  # no dataset: generated streets
 
 Each video is made here from the frames at hand, in two formats users bring: H.264 as a camera
-encoder writes it with B-frames and three references (so motion comes from bmvseg's re-encoder)
-and MPEG-4 part 2 (the stream's own vectors).  CamVid's frames are real footage (480x360, upscaled 2x to 960x720 by default); they
-are never written anywhere but a temporary directory.  Every configuration is
-:func:`bmvseg.run.segment_to_dir` with the default outputs (label PNGs and overlay.mp4), decode
+encoder writes it with B-frames and three references (so motion comes from bmvseg's re-encoder) and
+MPEG-4 part 2 (the stream's own vectors). CamVid's frames are real footage (480x360, upscaled 2x to
+960x720 by default); they are never written anywhere but a temporary directory. Every configuration
+is :func:`bmvseg.run.segment_to_dir` with the default outputs (label PNGs and overlay.mp4), decode
 included, in one process, so speed is a ratio to the per-frame run measured beside it (first and
-last; their disagreement is printed and flags the rows when above 10 %).  The cost of an
-intermediate frame relative to a keyframe follows from the two: with per-frame time t_key, a run
-of N frames taking T seconds with K keyframes has t_inter = (T - K t_key) / (N - K).
+last; their disagreement is printed and flags the rows when above 10 %). The cost of an
+intermediate frame relative to a keyframe follows from the two: with per-frame time t_key, a run of
+N frames taking T seconds with K keyframes has t_inter = (T - K t_key) / (N - K).
 """
 
 from __future__ import annotations
