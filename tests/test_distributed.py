@@ -182,6 +182,7 @@ def test_one_and_two_workers_give_the_single_process_labels_and_report_a_corrupt
         summary = json.loads((out / stem / "summary.json").read_text())
         chunks = summary["chunking"]["chunks"]
         assert summary["complete"] and summary["chunking"]["chunk_frames"] == size
+        assert summary["job"]["workers"] == (1 if out == out1 else 2)
         assert sum(c["frames"] for c in chunks) == len(ref) and len(chunks) > 1
         pts = _overlay_frames(out / stem / "overlay.mp4")
         assert len(pts) == len(ref) and all(b > a for a, b in pairwise(pts))

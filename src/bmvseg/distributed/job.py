@@ -99,6 +99,19 @@ class _Video:
         }
 
 
+@dataclass
+class _Job:
+    """What every step of a job needs to know about it."""
+
+    out: Path
+    videos: list[_Video]
+    spec: EngineSpec
+    size: int  # chunk length, frames
+    single: bool  # one input: ``out`` is that video's folder, no job.json
+    overlay: bool
+    info: dict = field(default_factory=dict)  # workers, where they run, start-up times
+
+
 def run_job(
     inputs: list[str | os.PathLike],
     out: str | os.PathLike,
@@ -145,23 +158,31 @@ def run_job(
 
     local = workers is None and ray_address is None
     ray = None if local else import_ray()
+    job = _Job(out, videos, spec, size, single, overlay)
+    job.info["runs_on"] = "this process" if local else ray_address or "Ray started here"
     started = False
     bar = None
+    t0 = time.perf_counter()
     try:
         if todo and local:
             pool: _LocalPool | _RayPool = _LocalPool(spec)
         elif todo:
             started = _connect(ray, ray_address, workers, threads_per_worker)
+            job.info["ray_start_s"] = round(time.perf_counter() - t0, 3)
             pool = _RayPool(ray, _start_workers(ray, spec, workers, threads_per_worker,
                                                 sum(len(v.chunks) for v in todo)))  # fmt: skip
+            job.info["threads_per_worker"] = threads_per_worker
+        if todo:
+            job.info["workers"] = pool.slots
+            job.info["workers_ready_s"] = round(time.perf_counter() - t0, 3)  # serial start-up
         if not single:
             try:
                 out.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise BmvsegError(f"cannot write {out}: {exc.strerror or exc}") from exc
         for v in todo:
-            _open_output(v, resume=resume, overwrite=overwrite)
-        _write_job(out, videos, spec, size, single)
+            _open_output(v, resume=resume, overwrite=overwrite, overlay=overlay)
+        _write_job(job)
         if todo:
             known = all(v.frame_count for v in todo)
             bar = tqdm(
@@ -174,7 +195,7 @@ def run_job(
                 disable=None if progress is None else not progress,
                 smoothing=0.1,
             )
-            _schedule(pool, todo, videos, out, spec, size, single, overlay, bar)
+            _schedule(pool, todo, job, bar)
     finally:
         if bar is not None:
             bar.close()
@@ -313,15 +334,17 @@ def _start_workers(
     return actors
 
 
-def _open_output(v: _Video, *, resume: bool, overwrite: bool) -> None:
+def _open_output(v: _Video, *, resume: bool, overwrite: bool, overlay: bool) -> None:
     """The video's output folder, its run.json, and the chunks already finished there."""
     v.out = VideoDir(v.dir, resume=resume, overwrite=overwrite)
     write_json(v.dir / "run.json", v.identity)
     if resume:
         for c in v.chunks:
             stats = read_json(_marker(v, c))
-            if stats is not None:
-                v.done[c.key] = stats
+            frames = stats.get("frames") if stats else None
+            if not isinstance(frames, int) or (overlay and frames and not _piece(v, c).is_file()):
+                continue  # not finished, or finished without the overlay piece now wanted
+            v.done[c.key] = stats
         v.resumed = len(v.done)
     v.t0 = time.perf_counter()
 
@@ -390,14 +413,14 @@ class _LocalPool:
             return 0, item, None, str(exc)
 
 
-def _schedule(pool, todo, videos, out, spec, size, single, overlay, bar) -> None:
+def _schedule(pool: _LocalPool | _RayPool, todo: list[_Video], job: _Job, bar: tqdm) -> None:
     """Keep every worker busy with chunks in video order; write each result as it comes."""
     queue = deque((v, c) for v in todo for c in v.chunks if c.key not in v.done)
     for v in todo:
         if all(c.key in v.done for c in v.chunks):  # every chunk finished before a resume
-            _maybe_finish(v, out, videos, spec, size, single, overlay)
+            _maybe_finish(v, job)
     load = dict.fromkeys(range(pool.slots), 0)
-    n_videos = len(videos)
+    n_videos = len(job.videos)
 
     def fill() -> None:
         while queue:
@@ -407,11 +430,11 @@ def _schedule(pool, todo, videos, out, spec, size, single, overlay, bar) -> None
             v, c = queue.popleft()
             if v.state != "pending":
                 continue
-            pool.submit(slot, (v, c), overlay)
+            pool.submit(slot, (v, c), job.overlay)
             load[slot] += 1
 
     def postfix() -> None:
-        finished = sum(v.state != "pending" for v in videos)
+        finished = sum(v.state != "pending" for v in job.videos)
         bar.set_postfix_str(f"videos {finished}/{n_videos}")
 
     fill()
@@ -423,7 +446,7 @@ def _schedule(pool, todo, videos, out, spec, size, single, overlay, bar) -> None
         if v.state != "pending":
             continue
         if error is not None:
-            _fail(v, error, out, videos, spec, size, single)
+            _fail(v, error, job)
             postfix()
             continue
         _store(v, res)
@@ -431,7 +454,7 @@ def _schedule(pool, todo, videos, out, spec, size, single, overlay, bar) -> None
         if bar.total is not None and bar.n > bar.total:
             bar.total = bar.n
         if len(v.done) == len(v.chunks):
-            _maybe_finish(v, out, videos, spec, size, single, overlay)
+            _maybe_finish(v, job)
         postfix()
 
 
@@ -464,27 +487,27 @@ def _store(v: _Video, res: ChunkResult) -> None:
     v.done[res.chunk.key] = res.stats
 
 
-def _fail(v, error, out, videos, spec, size, single) -> None:
+def _fail(v: _Video, error: str, job: _Job) -> None:
     v.state, v.error = "failed", error
-    _write_job(out, videos, spec, size, single)
+    _write_job(job)
 
 
-def _maybe_finish(v, out, videos, spec, size, single, overlay) -> None:
+def _maybe_finish(v: _Video, job: _Job) -> None:
     """All chunks in: check they tile the video, join the overlay, write summary.json."""
     stats = [v.done[c.key] for c in v.chunks]
     ended = False
     for c, st in zip(v.chunks, stats, strict=True):
         if ended and st["frames"]:
             _fail(v, f"frames {c.key} decoded after the stream ended earlier in another chunk "
-                  "(non-deterministic decode?)", out, videos, spec, size, single)  # fmt: skip
+                  "(non-deterministic decode?)", job)  # fmt: skip
             return
         if c.end is None or st["frames"] < c.end - c.start:
             ended = True
     v.frames = sum(st["frames"] for st in stats)
     if v.frames == 0:
-        _fail(v, f"{v.input.path}: no frame could be decoded", out, videos, spec, size, single)
+        _fail(v, f"{v.input.path}: no frame could be decoded", job)
         return
-    if overlay:
+    if job.overlay:
         pieces = [_piece(v, c) for c, st in zip(v.chunks, stats, strict=True) if st["frames"]]
         final = v.dir / "overlay.mp4"
         tmp = v.out.tmp_path(final)
@@ -508,9 +531,10 @@ def _maybe_finish(v, out, videos, spec, size, single, overlay) -> None:
         "width": first["width"],
         "height": first["height"],
         "rotation": v.rotation,
-        "device": spec.device,
+        "device": job.spec.device,
+        "job": job.info,
         "chunking": {
-            "chunk_frames": size,
+            "chunk_frames": job.size,
             "resumed_chunks": v.resumed,
             "chunks": stats,
         },
@@ -518,18 +542,19 @@ def _maybe_finish(v, out, videos, spec, size, single, overlay) -> None:
     write_json(v.dir / "summary.json", summary)
     shutil.rmtree(v.dir / CHUNK_DIR, ignore_errors=True)
     v.state = "complete"
-    _write_job(out, videos, spec, size, single)
+    _write_job(job)
 
 
-def _write_job(out: Path, videos: list[_Video], spec: EngineSpec, size: int, single: bool) -> None:
+def _write_job(job: _Job) -> None:
     """``out/job.json`` (several inputs only: one input keeps ``bmvseg segment``'s layout)."""
-    if single:
+    if job.single:
         return
-    job = {
-        "complete": all(v.state == "complete" for v in videos),
-        "videos": [v.record() for v in videos],
-        "failed": sum(v.state == "failed" for v in videos),
-        "engine": asdict(spec),
-        "chunk_frames": size,
+    record = {
+        "complete": all(v.state == "complete" for v in job.videos),
+        "videos": [v.record() for v in job.videos],
+        "failed": sum(v.state == "failed" for v in job.videos),
+        "engine": asdict(job.spec),
+        "chunk_frames": job.size,
+        **job.info,
     }
-    write_json(out / "job.json", job)
+    write_json(job.out / "job.json", record)
