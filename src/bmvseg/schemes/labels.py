@@ -49,7 +49,7 @@ class _Tiles:
     valid: torch.Tensor  # (size, T) bool
     w0: torch.Tensor  # (size, T) weight of src
     w1: torch.Tensor  # (size, T) weight of src1
-    counts: torch.Tensor  # (n_in,) output pixels per source index
+    first: torch.Tensor  # (n_out,) first source index of every output pixel
 
 
 @lru_cache(maxsize=32)
@@ -74,7 +74,7 @@ def _tiles(n_in: int, n_out: int, device: torch.device) -> _Tiles:
     offs = torch.arange(size)
     pos = (start[None, :] + offs[:, None]).clamp_max(n_out - 1)
     tiles = _Tiles(tile_src, i1[pos[0]], pos, offs[:, None] < length, 1 - lam[pos], lam[pos],
-                   counts)  # fmt: skip
+                   i0)  # fmt: skip
     return _Tiles(*(t.to(device) for t in vars(tiles).values()))
 
 
@@ -84,10 +84,6 @@ def disagreeing_cells(low: torch.Tensor) -> torch.Tensor:
     down = torch.cat([low[1:], low[-1:]], 0)
     diag = torch.cat([right[1:], right[-1:]], 0)
     return (low != right) | (low != down) | (low != diag)
-
-
-def _expand(t: torch.Tensor, ry: torch.Tensor, rx: torch.Tensor) -> torch.Tensor:
-    return t.repeat_interleave(ry, 0).repeat_interleave(rx, 1)
 
 
 def labels_from_logits(
@@ -124,17 +120,23 @@ def labels_and_share(
     cells = disagreeing_cells(low)
     share = float(cells.float().mean())
     ty_all, tx_all = _tiles(h, H, logits.device), _tiles(w, W, logits.device)
-    full = _expand(low.to(torch.uint8), ty_all.counts, tx_all.counts)
+    # Every pixel takes its first source's low-res label (row gathers are plain copies).
+    full = low.to(torch.uint8).index_select(1, tx_all.first).index_select(0, ty_all.first)
     out = torch.cat([full.flatten(), full.new_zeros(1)])  # + a spare slot, see _fill
     ty, tx = cells[ty_all.src][:, tx_all.src].nonzero(as_tuple=True)  # disagreeing tiles
     if ty.numel():
-        flat = logits[0].reshape(k, h * w).float()
+        # Class-major and contiguous (a channels-last map reshapes to a strided view, on which
+        # the gathers below are several times slower).
+        flat = logits[0].reshape(k, h * w).float().contiguous()
+        finite = torch.isfinite(flat)
         # A float32 result differs from the kernel's by a few ulps of the largest score, so
         # only pixels whose two best classes are closer than that are recomputed exactly.
-        tol = 16 * torch.finfo(torch.float32).eps * float(flat.nan_to_num(0, 0, 0).abs().max())
+        tol = (
+            16 * torch.finfo(torch.float32).eps * float(flat.abs().masked_fill_(~finite, 0).amax())
+        )
         # -inf scores (never-predicted classes) would give inf * 0 = nan; the lowest finite
         # float keeps them losing without changing any finite score.
-        flat = torch.nan_to_num(flat, neginf=torch.finfo(torch.float32).min)
+        flat.masked_fill_(~finite, torch.finfo(torch.float32).min)
         step = max(1, _CHUNK // (ty_all.pos.shape[0] * tx_all.pos.shape[0]))
         for s in range(0, ty.numel(), step):
             _fill(out, W, flat, w, ty_all, tx_all, ty[s : s + step], tx[s : s + step], tol)

@@ -149,7 +149,10 @@ def warp_with(features: torch.Tensor, s: Sampler) -> torch.Tensor:
             index.view(1, -1, 4) + torch.arange(n, device=index.device).view(n, 1, 1) * (h * w)
         ).view(-1, 4)
         weight = weight.repeat(n, 1)
-    rows = features.permute(0, 2, 3, 1).reshape(n * h * w, c)  # a view if channels-last
+    # (N*h*w, C) rows: a view of a channels-last map.  A channels-first map is converted
+    # first (its permuted reshape would be a strided view, much slower to gather from).
+    features = features.contiguous(memory_format=torch.channels_last)
+    rows = features.permute(0, 2, 3, 1).reshape(n * h * w, c)
     out = F.embedding_bag(index, rows, per_sample_weights=weight.to(rows.dtype), mode="sum")
     return out.view(n, h, w, c).permute(0, 3, 1, 2)
 
