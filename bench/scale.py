@@ -42,7 +42,7 @@ import json, logging, sys, time
 t0 = time.perf_counter()
 import ray
 from bmvseg.distributed.job import run_job
-from bmvseg.distributed.worker import EngineSpec
+from bmvseg.run.options import RunOptions
 a = json.loads(sys.argv[1])
 t1 = time.perf_counter()
 kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
@@ -51,8 +51,8 @@ if a["address"]:
 else:
     ray.init(num_cpus=a["workers"], **kw)
 t2 = time.perf_counter()
-spec = EngineSpec(weights="none", scheme=a["scheme"], interval=a["k"])
-rc = run_job(a["inputs"], a["out"], spec=spec, workers=a["workers"], threads_per_worker=1,
+opts = RunOptions(weights="none", scheme=a["scheme"], interval=a["k"])
+rc = run_job(a["inputs"], a["out"], options=opts, workers=a["workers"], threads_per_worker=1,
              chunk_frames=a["chunk"], overlay=a["overlay"], progress=False)
 t3 = time.perf_counter()
 print(json.dumps({"rc": rc, "import_s": t1 - t0, "ray_init_s": t2 - t1, "job_s": t3 - t2}))

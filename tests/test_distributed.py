@@ -22,11 +22,12 @@ from bmvseg.data.textures import moving_texture_clip
 from bmvseg.distributed.chunks import plan_chunks
 from bmvseg.distributed.job import WORKER_PREFIX, run_job
 from bmvseg.distributed.overlay import join_pieces
-from bmvseg.distributed.worker import ChunkSegmenter, EngineSpec, png
+from bmvseg.distributed.worker import ChunkSegmenter, png
 from bmvseg.models.checkpoint import save_checkpoint
 from bmvseg.models.enet import build_enet_lite
+from bmvseg.run.options import RunOptions
+from bmvseg.run.stream import segment
 from bmvseg.schemes.engine import SCHEMES
-from bmvseg.schemes.segment import build_engine
 from bmvseg.video.encode import X264_ONE_REF, encode_video
 from bmvseg.video.reader import VideoReader
 
@@ -62,15 +63,14 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     }
 
 
-def _spec(weights: Path, scheme: str = "inter-bmv", **kw) -> EngineSpec:
-    return EngineSpec(weights=str(weights), scheme=scheme, interval=K, **kw)
+def _spec(weights: Path, scheme: str = "inter-bmv", **kw) -> RunOptions:
+    return RunOptions(weights=str(weights), scheme=scheme, **{"interval": K, **kw})
 
 
-def _whole_run(path: Path, spec: EngineSpec) -> list[bytes]:
-    """Label PNGs of one single-process engine run over the whole video."""
-    engine = build_engine(spec.model, spec.config(), weights=spec.weights)
-    with VideoReader(path, motion=spec.motion) as reader:
-        return [png(r.labels) for r in engine.run(reader.frames(images=True))]
+def _whole_run(path: Path, options: RunOptions) -> list[bytes]:
+    """Label PNGs of one single-process run over the whole video (``bmvseg.segment``)."""
+    kw = {k: v for k, v in options.identity().items() if k != "model"}
+    return [png(r.labels) for r in segment(path, model=options.model, **kw)]
 
 
 def _labels(out: Path) -> list[bytes]:
@@ -87,7 +87,7 @@ def _overlay_frames(path: Path) -> list[int]:
 def _in_chunks(seg: ChunkSegmenter, path: Path, size: int, tmp: Path) -> list[bytes]:
     with VideoReader(path) as r:
         count = r.frame_count
-    chunks = plan_chunks(count, K, size)
+    chunks = plan_chunks(count, size, seg.options.engine_config().schedule().stable)
     assert len(chunks) > 1
     results = [seg.run_chunk(str(path), c) for c in chunks]
     pieces = []
@@ -105,30 +105,32 @@ def _in_chunks(seg: ChunkSegmenter, path: Path, size: int, tmp: Path) -> list[by
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_chunks_join_into_the_whole_run(weights, clips, scheme, tmp_path):
-    spec = _spec(weights, scheme)
-    seg = ChunkSegmenter(spec)
+    opts = _spec(weights, scheme)
+    seg = ChunkSegmenter(opts)
     for name, size in (("c20", 10), ("c23", 5)):
-        ref = _whole_run(clips[name], spec)
+        ref = _whole_run(clips[name], opts)
         assert _in_chunks(seg, clips[name], size, tmp_path) == ref, (name, size)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="re-encoded motion still depends on where a range starts (the reader restarts the "
-    "re-encoder at start - 1); passes once it restarts at fixed frame boundaries",
-)
 def test_chunks_join_into_the_whole_run_with_reencoded_motion(weights, clips, tmp_path):
-    spec = _spec(weights, "prop-bmv")
+    opts = _spec(weights, "prop-bmv")
     with VideoReader(clips["bframes"]) as r:
         assert r.motion_source == "reencode"
-    ref = _whole_run(clips["bframes"], spec)
-    assert _in_chunks(ChunkSegmenter(spec), clips["bframes"], 10, tmp_path) == ref
+    ref = _whole_run(clips["bframes"], opts)
+    assert _in_chunks(ChunkSegmenter(opts), clips["bframes"], 10, tmp_path) == ref
+
+
+@pytest.mark.parametrize("scheme", ["prop-bmv", "inter-bmv"])
+def test_adaptive_placement_chunks_start_at_anchors_and_join(weights, clips, scheme, tmp_path):
+    opts = _spec(weights, scheme, interval=2, keyframes="adaptive")  # anchors every 20 frames
+    ref = _whole_run(clips["long"], opts)
+    assert _in_chunks(ChunkSegmenter(opts), clips["long"], 20, tmp_path) == ref
 
 
 def test_a_bad_checkpoint_is_kept_for_info(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    seg = ChunkSegmenter(EngineSpec(weights=str(bad)))
+    seg = ChunkSegmenter(RunOptions(weights=str(bad)))
     with pytest.raises(Exception, match="bad.pt"):
         seg.info()
 
@@ -149,8 +151,8 @@ def ray_session():
 def test_one_and_two_workers_give_the_single_process_labels_and_report_a_corrupt_video(
     ray_session, weights, clips, tmp_path, capsys
 ):
-    spec = _spec(weights)
-    refs = {"c20": _whole_run(clips["c20"], spec), "c23": _whole_run(clips["c23"], spec)}
+    opts = _spec(weights)
+    refs = {name: _whole_run(clips[name], opts) for name in ("c20", "c23", "bframes")}
     # Two jobs: the given files, one worker, chunks of 10; a folder holding a clash of names
     # (sub/c23.mp4 is the c20 clip) and a corrupt file, two workers, chunks of 5.
     folder = tmp_path / "in"
@@ -158,9 +160,12 @@ def test_one_and_two_workers_give_the_single_process_labels_and_report_a_corrupt
     (folder / "c23.mp4").write_bytes(clips["c23"].read_bytes())
     (folder / "sub" / "c23.mp4").write_bytes(clips["c20"].read_bytes())
     (folder / "broken.mp4").write_bytes(os.urandom(4000))
+    (folder / "bframes.mp4").write_bytes(clips["bframes"].read_bytes())  # re-encoded motion
     out1, out2 = tmp_path / "w1", tmp_path / "w2"
-    assert run_job([clips["c20"], clips["c23"]], out1, spec=spec, workers=1, chunk_frames=10) == 0
-    assert run_job([folder], out2, spec=spec, workers=2, chunk_frames=5) != 0
+    assert (
+        run_job([clips["c20"], clips["c23"]], out1, options=opts, workers=1, chunk_frames=10) == 0
+    )
+    assert run_job([folder], out2, options=opts, workers=2, chunk_frames=5) != 0
     err = capsys.readouterr().err
     assert "broken.mp4" in err and "Traceback" not in err
     job = json.loads((out2 / "job.json").read_text())
@@ -176,6 +181,7 @@ def test_one_and_two_workers_give_the_single_process_labels_and_report_a_corrupt
         (out1, "c23", "c23", 10),  # ... not 23
         (out2, "c23", "c23", 5),
         (out2, "c23-2", "c20", 5),
+        (out2, "bframes", "bframes", 5),
     ):
         ref = refs[ref_name]
         assert _labels(out / stem) == ref, (out.name, stem)
@@ -205,13 +211,13 @@ def _wait_for_marker(out: Path, timeout: float = 120) -> None:
 def test_a_killed_worker_is_restarted_and_the_output_is_identical(
     ray_session, weights, clips, tmp_path
 ):
-    spec = _spec(weights)
-    ref = _whole_run(clips["long"], spec)
+    opts = _spec(weights)
+    ref = _whole_run(clips["long"], opts)
     out = tmp_path / "out"
     result: dict = {}
     job = threading.Thread(
         target=lambda: result.setdefault(
-            "rc", run_job([clips["long"]], out, spec=spec, workers=1, chunk_frames=10)
+            "rc", run_job([clips["long"]], out, options=opts, workers=1, chunk_frames=10)
         )
     )
     job.start()
@@ -233,13 +239,13 @@ def test_a_killed_worker_is_restarted_and_the_output_is_identical(
 
 
 def test_a_killed_driver_resumes_to_the_same_output(ray_session, weights, clips, tmp_path):
-    spec = _spec(weights)
-    ref = _whole_run(clips["long"], spec)
+    opts = _spec(weights)
+    ref = _whole_run(clips["long"], opts)
     out = tmp_path / "out"
     address = ray_session.get_runtime_context().gcs_address
     code = (
-        "from bmvseg.distributed.job import run_job; from bmvseg.distributed.worker import "
-        f"EngineSpec; run_job([{str(clips['long'])!r}], {str(out)!r}, spec=EngineSpec("
+        "from bmvseg.distributed.job import run_job; from bmvseg.run.options import "
+        f"RunOptions; run_job([{str(clips['long'])!r}], {str(out)!r}, options=RunOptions("
         f"weights={str(weights)!r}, interval={K}), ray_address={address!r}, workers=1, "
         "chunk_frames=10)"
     )
@@ -252,7 +258,7 @@ def test_a_killed_driver_resumes_to_the_same_output(ray_session, weights, clips,
         driver.communicate(timeout=60)
     assert not (out / "summary.json").exists()
     done = len(list((out / ".chunks").glob("*.json")))
-    assert run_job([clips["long"]], out, spec=spec, workers=1, chunk_frames=10, resume=True) == 0
+    assert run_job([clips["long"]], out, options=opts, workers=1, chunk_frames=10, resume=True) == 0
     assert _labels(out) == ref
     summary = json.loads((out / "summary.json").read_text())
     assert summary["chunking"]["resumed_chunks"] >= done >= 1
@@ -264,7 +270,7 @@ def test_an_unreachable_cluster_is_one_line(weights, clips, tmp_path):
     from bmvseg.errors import BmvsegError
 
     with pytest.raises(BmvsegError, match="cannot connect to the Ray cluster at 127.0.0.1:9"):
-        run_job([clips["c20"]], tmp_path / "o", spec=_spec(weights), ray_address="127.0.0.1:9")
+        run_job([clips["c20"]], tmp_path / "o", options=_spec(weights), ray_address="127.0.0.1:9")
     assert not (tmp_path / "o").exists()
 
 
@@ -276,9 +282,9 @@ def test_without_ray_several_inputs_run_in_process_and_a_corrupt_one_is_reported
     bad.write_bytes(os.urandom(3000))
     out = tmp_path / "out"
     code = (
-        "import sys; from bmvseg.distributed.job import run_job; from bmvseg.distributed.worker "
-        f"import EngineSpec; rc = run_job([{str(clips['c23'])!r}, {str(bad)!r}], {str(out)!r}, "
-        f"spec=EngineSpec(weights={str(weights)!r}, interval={K}), chunk_frames=10); "
+        "import sys; from bmvseg.distributed.job import run_job; from bmvseg.run.options "
+        f"import RunOptions; rc = run_job([{str(clips['c23'])!r}, {str(bad)!r}], {str(out)!r}, "
+        f"options=RunOptions(weights={str(weights)!r}, interval={K}), chunk_frames=10); "
         "assert 'ray' not in sys.modules; sys.exit(rc)"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bmvseg.distributed.chunks import Chunk, chunk_length, plan_chunks
+from bmvseg.distributed.chunks import Chunk, plan_chunks
 from bmvseg.distributed.inputs import assign_names, expand_inputs
 from bmvseg.errors import BmvsegError
+from bmvseg.schemes.keyframes import AdaptiveSchedule, FixedSchedule
 
 
 def _touch(path: Path) -> Path:
@@ -61,29 +62,34 @@ def test_clashing_names_get_suffixes_in_input_order():
     assert len({v.name.casefold() for v in named}) == len(paths)
 
 
-def test_chunk_length_is_a_multiple_of_the_interval():
-    assert chunk_length(300, 7) == 301
-    assert chunk_length(3, 10) == 10
+def test_a_bad_chunk_length_is_one_error():
     with pytest.raises(BmvsegError, match="chunk length"):
-        chunk_length(0, 5)
+        plan_chunks(100, 0)
 
 
 @given(
-    frames=st.one_of(st.none(), st.integers(1, 5000)),
+    frames=st.one_of(st.none(), st.integers(1, 3000)),
     interval=st.integers(1, 30),
+    phase=st.integers(0, 29),
     size=st.integers(1, 700),
 )
-def test_chunks_tile_the_video_from_keyframes(frames, interval, size):
-    chunks = plan_chunks(frames, interval, size)
-    step = chunk_length(size, interval)
+def test_chunks_tile_the_video_from_stable_frames(frames, interval, phase, size):
+    stable = FixedSchedule(interval, phase % interval).stable
+    chunks = plan_chunks(frames, size, stable)
     assert chunks[0].start == 0 and chunks[-1].end is None
     for c, nxt in pairwise(chunks):
         assert c.end == nxt.start  # no gap, no overlap
-        assert c.start % interval == 0 and (c.end - c.start) == step
+        assert stable(nxt.start)
+        assert abs((c.end - c.start) - size) < interval  # the nearest stable frame
     if frames is not None and len(chunks) > 1:
-        assert frames - chunks[-1].start >= step / 2  # no tiny tail chunk
-        assert chunks[-1].start < frames
+        assert frames - chunks[-1].start >= size / 2  # no tiny tail chunk
     assert len({c.key for c in chunks}) == len(chunks)
+
+
+def test_adaptive_chunks_start_at_anchors():
+    stable = AdaptiveSchedule(5).stable
+    starts = [c.start for c in plan_chunks(1000, 120, stable)]
+    assert all(stable(s) for s in starts) and len(starts) > 4
 
 
 def test_chunk_keys_are_stable_names():

@@ -1,17 +1,20 @@
 """Cutting a video into chunks that segment independently and join into the whole run.
 
-A chunk is an engine range ``[start, end)`` whose start is a keyframe (a multiple of the
-interval ``k``), so by the engine's range contract (``bmvseg.schemes.engine``) its labels are
-exactly those of a whole-video run; inter-BMV reads on to the keyframe after ``end - 1``, which
-costs at most ``k - 1`` extra decoded frames per chunk.  Chunk lengths are multiples of ``k``.
+A chunk is an engine range ``[start, end)`` whose start is a *placement-stable* frame of the
+run's keyframe schedule (``KeyframeSchedule.stable``: fixed placement's keyframes, adaptive
+placement's anchors; see :mod:`bmvseg.schemes.keyframes`), so by the engine's range contract
+its labels are exactly those of a whole-video run.  inter-BMV reads on to the keyframe after
+``end - 1`` (at most one interval of extra decoding per chunk).
 
-The last chunk is open-ended (``end=None``): a container's frame count can be an estimate, and
-the frames past it must still be segmented.  When the estimate is too high, the chunks past the
-real end come back empty.
+Starts are the stable frames nearest to every ``chunk_frames`` frames.  The last chunk is
+open-ended (``end=None``): a container's frame count can be an estimate, and the frames past it
+must still be segmented; when the estimate is too high, the chunks past the real end come back
+empty.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bmvseg.errors import BmvsegError
@@ -32,25 +35,37 @@ class Chunk:
         return f"{self.start:06d}-{'end' if self.end is None else f'{self.end:06d}'}"
 
 
-def chunk_length(chunk_frames: int, interval: int) -> int:
-    """``chunk_frames`` rounded to the nearest multiple of ``interval`` (at least one interval)."""
-    if chunk_frames < 1:
-        raise BmvsegError(f"chunk length must be >= 1 frame, got {chunk_frames}")
-    if interval < 1:
-        raise BmvsegError(f"keyframe interval must be >= 1, got {interval}")
-    return max(1, round(chunk_frames / interval)) * interval
+def _nearest_stable(
+    target: int, after: int, before: int, stable: Callable[[int], bool]
+) -> int | None:
+    """The stable frame in (after, before) nearest to ``target`` (the later one on a tie)."""
+    for d in range(max(target - after, before - target)):
+        for i in (target + d, target - d):
+            if after < i < before and stable(i):
+                return i
+    return None
 
 
-def plan_chunks(frame_count: int | None, interval: int, chunk_frames: int) -> list[Chunk]:
-    """Keyframe-aligned chunks covering a video of ``frame_count`` frames (None: unknown).
+def plan_chunks(
+    frame_count: int | None,
+    chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    stable: Callable[[int], bool] = lambda index: True,
+) -> list[Chunk]:
+    """Chunks of about ``chunk_frames`` frames covering a video of ``frame_count`` (None: unknown).
 
-    A short last piece (under half a chunk) is merged into the one before, so no chunk pays the
-    per-chunk overhead for a handful of frames.
+    Every start satisfies ``stable``.  A short last piece (under half a chunk) is merged into
+    the one before, so no chunk pays the per-chunk overhead for a handful of frames.
     """
-    size = chunk_length(chunk_frames, interval)
-    if not frame_count or frame_count <= size:
+    if not isinstance(chunk_frames, int) or chunk_frames < 1:
+        raise BmvsegError(f"chunk length must be >= 1 frame, got {chunk_frames!r}")
+    if not frame_count or frame_count <= chunk_frames:
         return [Chunk(0, None)]
-    starts = list(range(0, frame_count, size))
-    if len(starts) > 1 and frame_count - starts[-1] < size / 2:
+    starts = [0]
+    while starts[-1] + chunk_frames < frame_count:
+        nxt = _nearest_stable(starts[-1] + chunk_frames, starts[-1], frame_count, stable)
+        if nxt is None:
+            break
+        starts.append(nxt)
+    if len(starts) > 1 and frame_count - starts[-1] < chunk_frames / 2:
         starts.pop()
     return [Chunk(s, e) for s, e in zip(starts, [*starts[1:], None], strict=True)]

@@ -31,13 +31,13 @@ import sys
 import time
 import uuid
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from bmvseg.distributed.chunks import DEFAULT_CHUNK_FRAMES, Chunk, chunk_length, plan_chunks
+from bmvseg.distributed.chunks import DEFAULT_CHUNK_FRAMES, Chunk, plan_chunks
 from bmvseg.distributed.inputs import VideoInput, assign_names, expand_inputs
 from bmvseg.distributed.outdir import (
     CHUNK_DIR,
@@ -48,9 +48,11 @@ from bmvseg.distributed.outdir import (
     write_json,
 )
 from bmvseg.distributed.overlay import join_pieces
-from bmvseg.distributed.worker import ChunkResult, ChunkSegmenter, EngineSpec
+from bmvseg.distributed.worker import ChunkResult, ChunkSegmenter
 from bmvseg.errors import BmvsegError
-from bmvseg.video.reader import VideoReader
+from bmvseg.output import input_fingerprint
+from bmvseg.run.options import RunOptions
+from bmvseg.run.stream import open_video
 
 MAX_TASK_RETRIES = 3  # a chunk whose worker dies more often than this fails its video
 IN_FLIGHT_PER_WORKER = 2  # one running, one queued: a worker never waits for the driver
@@ -78,6 +80,7 @@ class _Video:
     state: str = "pending"
     error: str | None = None
     identity: dict = field(default_factory=dict)
+    about: dict = field(default_factory=dict)  # the video's path and size, for the records
     frame_count: int | None = None
     rotation: int = 0
     chunks: list[Chunk] = field(default_factory=list)
@@ -105,7 +108,7 @@ class _Job:
 
     out: Path
     videos: list[_Video]
-    spec: EngineSpec
+    options: RunOptions
     size: int  # chunk length, frames
     single: bool  # one input: ``out`` is that video's folder, no job.json
     overlay: bool
@@ -116,7 +119,7 @@ def run_job(
     inputs: list[str | os.PathLike],
     out: str | os.PathLike,
     *,
-    spec: EngineSpec | None = None,
+    options: RunOptions | None = None,
     workers: int | None = None,
     ray_address: str | None = None,
     threads_per_worker: int = 1,
@@ -137,10 +140,13 @@ def run_job(
     an unreachable cluster) is raised as :class:`BmvsegError`; with one input, so is that
     video's failure.
     """
-    spec = spec or EngineSpec()
+    options = options or RunOptions()
     out = Path(out)
-    spec.config().validate()
-    size = chunk_length(chunk_frames, spec.interval)
+    options.validate()
+    if not isinstance(options.model, str):
+        raise BmvsegError("a job's model must be a name or a file:function (workers build it)")
+    plan_chunks(None, chunk_frames)  # refuses a bad chunk length before anything runs
+    size = chunk_frames
     if workers is not None and workers < 1:
         raise BmvsegError(f"--workers must be >= 1, got {workers}")
     if threads_per_worker < 1:
@@ -150,7 +156,7 @@ def run_job(
     videos = [_Video(v, out if single else out / v.name) for v in found]
     _check_root(out, resume=resume, overwrite=overwrite)
     for v in videos:
-        _probe(v, spec, size, single)
+        _probe(v, options, size, single)
     for v in videos:
         if v.state == "pending" and resume:
             _check_resume(v)
@@ -158,18 +164,18 @@ def run_job(
 
     local = workers is None and ray_address is None
     ray = None if local else import_ray()
-    job = _Job(out, videos, spec, size, single, overlay)
+    job = _Job(out, videos, options, size, single, overlay)
     job.info["runs_on"] = "this process" if local else ray_address or "Ray started here"
     started = False
     bar = None
     t0 = time.perf_counter()
     try:
         if todo and local:
-            pool: _LocalPool | _RayPool = _LocalPool(spec)
+            pool: _LocalPool | _RayPool = _LocalPool(options)
         elif todo:
             started = _connect(ray, ray_address, workers, threads_per_worker)
             job.info["ray_start_s"] = round(time.perf_counter() - t0, 3)
-            pool = _RayPool(ray, _start_workers(ray, spec, workers, threads_per_worker,
+            pool = _RayPool(ray, _start_workers(ray, options, workers, threads_per_worker,
                                                 sum(len(v.chunks) for v in todo)))  # fmt: skip
             job.info["threads_per_worker"] = threads_per_worker
         if todo:
@@ -191,7 +197,7 @@ def run_job(
                 if known
                 else None,
                 unit="frame",
-                desc=f"{spec.scheme} k={spec.interval}",
+                desc=f"{options.scheme} k={options.interval}",
                 disable=None if progress is None else not progress,
                 smoothing=0.1,
             )
@@ -226,15 +232,20 @@ def _check_root(out: Path, *, resume: bool, overwrite: bool) -> None:
         )
 
 
-def _probe(v: _Video, spec: EngineSpec, size: int, single: bool) -> None:
+def _probe(v: _Video, options: RunOptions, size: int, single: bool) -> None:
     """Frame count and identity, or the video's one-line error (raised for a single input)."""
     try:
-        with VideoReader(v.input.path, motion=spec.motion) as reader:
+        with open_video(v.input.path, options) as reader:
             v.frame_count = reader.frame_count
             v.rotation = reader.rotation
             if reader.notice:
                 print(f"bmvseg: notice: {reader.notice}", flush=True)
-        v.identity = spec.identity(v.input.path)
+        v.identity = {
+            "video_fingerprint": input_fingerprint(v.input.path),
+            **options.identity(),
+            "end": None,
+        }  # fmt: skip  (as segment_to_dir)
+        v.about = {"video": str(v.input.path.resolve()), "video_bytes": v.input.path.stat().st_size}
     except BmvsegError as exc:
         if single:
             raise
@@ -245,13 +256,13 @@ def _probe(v: _Video, spec: EngineSpec, size: int, single: bool) -> None:
             raise BmvsegError(f"{v.input.path}: {exc.strerror or exc}") from exc
         v.state, v.error = "failed", f"{v.input.path}: {exc.strerror or exc}"
         return
-    v.chunks = plan_chunks(v.frame_count, spec.interval, size)
+    v.chunks = plan_chunks(v.frame_count, size, options.engine_config().schedule().stable)
 
 
 def _check_resume(v: _Video) -> None:
     """A finished video is skipped; a different run in its folder stops the job untouched."""
     previous = read_json(v.dir / "run.json")
-    if previous is not None and previous != v.identity:
+    if previous is not None and {k: previous.get(k) for k in v.identity} != v.identity:
         changed = sorted(k for k in v.identity if previous.get(k) != v.identity[k])
         raise BmvsegError(
             f"{v.dir} holds a different run ({', '.join(changed)} differ); "
@@ -298,14 +309,15 @@ def _check_reachable(address: str) -> None:
 
 
 def _start_workers(
-    ray: Any, spec: EngineSpec, workers: int | None, threads: int, chunks: int
+    ray: Any, options: RunOptions, workers: int | None, threads: int, chunks: int
 ) -> list:
     """One actor per worker, each with its engine built; a build error is one line."""
     resources = ray.cluster_resources()
     cpus = int(resources.get("CPU", 0))
-    gpus = 1 if spec.device.startswith("cuda") else 0
+    device = str(options.device)
+    gpus = 1 if device.startswith("cuda") else 0
     if gpus and not resources.get("GPU"):
-        raise BmvsegError(f"--device {spec.device}: the Ray cluster has no GPUs")
+        raise BmvsegError(f"--device {device}: the Ray cluster has no GPUs")
     most = int(resources["GPU"]) if gpus else max(1, cpus // threads)
     n = workers or most
     if n > most:
@@ -313,7 +325,7 @@ def _start_workers(
         raise BmvsegError(f"the Ray cluster cannot hold the workers: they need {need}, "
                           f"it has {int(resources.get('GPU', 0)) if gpus else cpus}")  # fmt: skip
     n = max(1, min(n, chunks))
-    options = {
+    placement = {
         "num_cpus": threads,
         "num_gpus": gpus,
         "max_restarts": -1,
@@ -324,7 +336,7 @@ def _start_workers(
     token = uuid.uuid4().hex[:8]
     actor = ray.remote(ChunkSegmenter)
     actors = [
-        actor.options(name=f"{WORKER_PREFIX}{token}-{i}", **options).remote(spec, threads)
+        actor.options(name=f"{WORKER_PREFIX}{token}-{i}", **placement).remote(options, threads)
         for i in range(n)
     ]
     try:
@@ -337,7 +349,7 @@ def _start_workers(
 def _open_output(v: _Video, *, resume: bool, overwrite: bool, overlay: bool) -> None:
     """The video's output folder, its run.json, and the chunks already finished there."""
     v.out = VideoDir(v.dir, resume=resume, overwrite=overwrite)
-    write_json(v.dir / "run.json", v.identity)
+    write_json(v.dir / "run.json", {**v.about, **v.identity})
     if resume:
         for c in v.chunks:
             stats = read_json(_marker(v, c))
@@ -393,8 +405,8 @@ class _LocalPool:
 
     slots = 1
 
-    def __init__(self, spec: EngineSpec) -> None:
-        self.worker = ChunkSegmenter(spec)
+    def __init__(self, options: RunOptions) -> None:
+        self.worker = ChunkSegmenter(options)
         self.worker.info()  # a build error is the job's one line
         self.queue: deque = deque()
 
@@ -508,11 +520,15 @@ def _maybe_finish(v: _Video, job: _Job) -> None:
         _fail(v, f"{v.input.path}: no frame could be decoded", job)
         return
     if job.overlay:
-        pieces = [_piece(v, c) for c, st in zip(v.chunks, stats, strict=True) if st["frames"]]
+        done = [(c, st) for c, st in zip(v.chunks, stats, strict=True) if st["frames"]]
+        pieces = [_piece(v, c) for c, _ in done]
+        t0 = done[0][1].get("first_time")
+        times = [st.get("first_time") for _, st in done]
+        starts = None if None in times else [t - t0 for t in times]
         final = v.dir / "overlay.mp4"
         tmp = v.out.tmp_path(final)
         try:
-            join_pieces(pieces, tmp)
+            join_pieces(pieces, tmp, starts)
             os.replace(tmp, final)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
@@ -520,6 +536,7 @@ def _maybe_finish(v: _Video, job: _Job) -> None:
     wall = time.perf_counter() - v.t0
     first = next(st for st in stats if st["frames"])
     summary = {
+        **v.about,
         **v.identity,
         "complete": True,
         "stream_ended_early": any(st["stream_ended_early"] for st in stats),
@@ -531,12 +548,15 @@ def _maybe_finish(v: _Video, job: _Job) -> None:
         "width": first["width"],
         "height": first["height"],
         "rotation": v.rotation,
-        "device": job.spec.device,
+        "keyframes": [kf for st in stats for kf in st.get("keyframes", [])],
+        "damaged_frames": [i for st in stats for i in st.get("damaged_frames", [])],
+        "concealed_frames": [i for st in stats for i in st.get("concealed_frames", [])],
+        "device": str(job.options.device),
         "job": job.info,
         "chunking": {
             "chunk_frames": job.size,
             "resumed_chunks": v.resumed,
-            "chunks": stats,
+            "chunks": [{k: x for k, x in st.items() if k != "keyframes"} for st in stats],
         },
     }
     write_json(v.dir / "summary.json", summary)
@@ -553,7 +573,7 @@ def _write_job(job: _Job) -> None:
         "complete": all(v.state == "complete" for v in job.videos),
         "videos": [v.record() for v in job.videos],
         "failed": sum(v.state == "failed" for v in job.videos),
-        "engine": asdict(job.spec),
+        "options": job.options.identity(),
         "chunk_frames": job.size,
         **job.info,
     }

@@ -2,7 +2,9 @@
 
 Every piece is an MP4 whose H.264 stream starts with an IDR frame and was encoded with the same
 settings and frame size, so the pieces' packets follow each other in one stream: they are
-remuxed in order with each piece's timestamps shifted by the duration of the pieces before it.
+remuxed in order, each piece's timestamps shifted to where it starts in the video (its first
+frame's time, so variable frame rates keep their timing), and never before the end of the piece
+before it.
 """
 
 from __future__ import annotations
@@ -12,17 +14,22 @@ from pathlib import Path
 import av
 
 
-def join_pieces(pieces: list[Path], dest: Path) -> int:
-    """Remux ``pieces`` (in frame order) into the MP4 ``dest``; returns the packets written."""
+def join_pieces(pieces: list[Path], dest: Path, starts: list[float] | None = None) -> int:
+    """Remux ``pieces`` (in frame order) into the MP4 ``dest``; returns the packets written.
+
+    ``starts``: each piece's start in seconds from the first (None: one after another).
+    """
     written = 0
     with av.open(str(dest), mode="w", format="mp4") as out:
         ostream = None
         offset = 0  # in the pieces' (shared) time base
-        for piece in pieces:
+        for i, piece in enumerate(pieces):
             with av.open(str(piece)) as inp:
                 stream = inp.streams.video[0]
                 if ostream is None:
                     ostream = out.add_stream_from_template(stream)
+                if starts is not None and stream.time_base:
+                    offset = max(offset, round(starts[i] / float(stream.time_base)))
                 end = offset
                 for packet in inp.demux(stream):
                     if packet.size == 0:  # the demuxer's end-of-stream marker
