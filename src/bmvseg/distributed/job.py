@@ -128,6 +128,7 @@ def run_job(
     overwrite: bool = False,
     overlay: bool = True,
     progress: bool | None = None,
+    command: str | None = None,
 ) -> int:
     """Segment every video ``inputs`` name into ``out``; returns the exit status.
 
@@ -136,9 +137,9 @@ def run_job(
     CPUs allow at ``threads_per_worker`` torch threads each) run on the Ray cluster at
     ``ray_address``, or on one started here with ``workers * threads_per_worker`` CPUs; a Ray
     session already initialised in this process is used as it is.  ``progress`` None shows the
-    bar only on a terminal.  A user error that stops the whole job (no inputs, a bad checkpoint,
-    an unreachable cluster) is raised as :class:`BmvsegError`; with one input, so is that
-    video's failure.
+    bar only on a terminal; ``command`` is recorded in the summaries.  A user error that stops
+    the whole job (no inputs, a bad checkpoint, an unreachable cluster) is raised as
+    :class:`BmvsegError`; with one input, so is that video's failure.
     """
     options = options or RunOptions()
     out = Path(out)
@@ -165,6 +166,7 @@ def run_job(
     local = workers is None and ray_address is None
     ray = None if local else import_ray()
     job = _Job(out, videos, options, size, single, overlay)
+    job.info["command"] = command or "bmvseg.distributed.run_job (Python)"
     job.info["runs_on"] = "this process" if local else ray_address or "Ray started here"
     started = False
     bar = None
@@ -238,8 +240,8 @@ def _probe(v: _Video, options: RunOptions, size: int, single: bool) -> None:
         with open_video(v.input.path, options) as reader:
             v.frame_count = reader.frame_count
             v.rotation = reader.rotation
-            if reader.notice:
-                print(f"bmvseg: notice: {reader.notice}", flush=True)
+            for text in reader.notices:  # stream choice, frame rate, motion source
+                print(f"bmvseg: notice: {text}", flush=True)
         v.identity = {
             "video_fingerprint": input_fingerprint(v.input.path),
             **options.identity(),
