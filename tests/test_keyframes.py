@@ -104,6 +104,18 @@ def test_a_run_restarted_at_a_stable_point_places_the_same_later_keyframes(case)
             assert keys(sch, frames[start:]) == [i for i in whole if i >= start]
 
 
+@pytest.mark.parametrize("spend", [True, False])
+def test_paying_for_cuts_lengthens_the_intervals_before_them_evenly(spend):
+    # Steady motion (5 px a frame) with cuts at 43 and 74, k = 10: the budget has no keyframe to
+    # spare, so the intervals around the cuts grow a little; none doubles.
+    k, t = 10, 101
+    frames = [synthetic(i, 2 if i in (43, 74) else (CELLS if i else 0), 5.0) for i in range(t)]
+    placed = keys(AdaptiveSchedule(k, spend=spend), frames)
+    assert {43, 74} <= set(placed)
+    assert len(placed) + (t - 1 not in placed) <= math.ceil(t / k) + 1
+    assert max(b - a for a, b in pairwise(placed)) <= 1.5 * k
+
+
 def test_credit_saved_before_an_anchor_does_not_carry_over():
     # Static, then fast motion from frame 41 on: the credit saved over the static stretch is
     # dropped at the anchor (frame 40), so a run started there places the same keyframes.

@@ -5,7 +5,9 @@ with the reason it is a keyframe (``None``: it is not one).  It may read up to `
 frames ahead before yielding a frame, so memory stays bounded and streaming still works.  The
 first frame it sees is always a keyframe (``"start"``).  Closing a video that ends inside an
 interval (inter-BMV's ``"end"`` keyframe) is the engine's job; the adaptive schedule keeps the
-budget for it.
+budget for it.  Because of the look-ahead, the frames given to ``mark`` for a range must go on
+past the range's end (to the video's end, read lazily), or the range's last decisions would see
+an end that is not there.
 
 **Budget.**  With interval ``k`` over ``T`` frames a run has at most ``ceil(T / k) + 1``
 keyframes, the engine's closing one included: what fixed placement uses.  The adaptive schedule
@@ -29,33 +31,47 @@ order of priority for each frame:
    (the anchor's cost and the credit it hands on), so the reset never creates budget.
 2. ``"max-interval"``: no interval is longer than ``max_interval`` (default ``2 k``).
 3. ``"cut"``: a hard cut, a frame whose motion field is mostly invalid (valid share below
-   ``cut_valid``, default 0.5): the encoder found no match for most blocks in the previous frame,
-   so it shows a new scene.  Warped features from before it would be another scene's, so its
-   first frame is a keyframe and no interval spans it, as long as the budget allows: two cuts
-   ``2 k`` apart always get theirs; denser cuts (a slide show, noise) are refused once the
-   credit is spent, and then an interval does span them.
+   ``cut_valid``, default 0.5; below ``iframe_valid``, 0.8, on one of the stream's own
+   I-frames, where the encoder's scene detection already agrees): the encoder found no match
+   for most blocks in the previous frame, so it shows a new scene.  (A cut coded as an I-frame
+   by x264's defaults kept 46% valid cells in our re-encoded motion, one coded as a P-frame 2%.)
+   Warped features from before it would be another scene's, so its first frame is a keyframe
+   and no interval spans it, as long as the budget allows.  In the property tests every cut at
+   least ``2 k`` frames from the previous one got its keyframe unless it fell within ``k``
+   frames before an anchor or the end of the video, whose credit is already promised; denser
+   cuts (a slide show, noise) are refused once the credit is spent, and an interval spans them.
 4. ``"iframe"``: one of the stream's own I-frames once the accumulated change (below) reaches
-   ``iframe_change`` (0.5).  An encoder with scene detection puts I-frames where content changes,
-   but also at fixed GOP boundaries, so an I-frame only brings forward a keyframe that the
-   change measure already calls for; it is not a cut on its own.  (With re-encoded motion the
-   motion fields are the re-encoder's, but ``pict_type`` is still the input stream's.)
+   ``iframe_change`` (0.5).  Encoders put I-frames where content changes but also at fixed GOP
+   boundaries, so an I-frame only brings forward a keyframe that the change measure already
+   half calls for.  (With re-encoded motion the motion fields are the re-encoder's, but
+   ``pict_type`` is still the input stream's.)
 5. ``"change"``: the change accumulated since the last keyframe reaches 1.  Each frame adds
    ``mean |mv| / displacement`` (valid cells; ``displacement`` 16 px, one cell: the further
    content has moved, the more the chained block warps blur and the more content has left the
    frame) plus ``intra share / intra`` (the invalid cells' share; ``intra`` 0.5: intra-coded
    cells are content the previous frame does not have, which warping cannot produce).
-6. ``"spare"`` (``spend=True``, the default): when the credit holds two keyframes the schedule
-   spends one, so the budget is used: on a static clip keyframes fall every ``k`` frames, like
-   fixed placement.  With ``spend=False`` spare credit is kept for changes and cuts until the
-   next anchor, and a static clip gets a keyframe every ``max_interval`` frames.
+6. ``"spare"`` (``spend=True``, the default): once an interval is ``k`` frames long, a keyframe
+   as soon as the credit allows one (below), so the budget is used, evenly: on a static clip
+   keyframes fall every ``k`` frames, like fixed placement.  With ``spend=False`` spare credit
+   is kept for changes and cuts until the next anchor, and a static clip gets a keyframe every
+   ``max_interval`` frames.
 
 Optional keyframes (3-6) are placed only if the credit left still pays for every mandatory one
 up to the next anchor (or the end of the video, when it is within the look-ahead), with the
 ``max_interval`` keyframes that need, and (4-6) for the cuts visible in the look-ahead, which
-also defer them when a cut is at most ``k`` frames away.  The look-ahead is ``max_interval``
-frames.  With ``max_interval < 2 k - 1`` a cut can spend credit that a closing keyframe later
-needs, so the engine's ``"end"`` may exceed the budget by one; the schedule's own keyframes
-never do.
+also defer them when a cut is at most ``k`` frames away.  A cut may leave the intervals after
+it up to ``max_interval`` long; a change, I-frame or spare keyframe closing an interval of
+``g`` frames must leave enough credit to keep every later interval up to the next anchor
+within ``max(k, g)`` frames.  So early keyframes spend only saved credit and never starve later
+intervals, and when a cut ahead must be paid for, the intervals before it all grow a little
+rather than one of them doubling (the frames farthest from a keyframe are what the minimum
+accuracy measures).  Whether those later keyframes are then placed is up to the rules above.
+
+The look-ahead is ``max_interval`` frames. With ``max_interval < 2 k - 1`` a cut can spend
+credit that a closing keyframe later needs, so the engine's ``"end"`` may exceed the budget by
+one; the schedule's own keyframes never do. A run started at a frame that is not an anchor
+starts with fresh credit and may place other keyframes than a whole run (and one more than the
+budget) before its first anchor.
 """
 
 from __future__ import annotations
@@ -180,15 +196,15 @@ class AdaptiveSchedule:
         return sig.valid < (self.iframe_valid if sig.iframe else self.cut_valid)
 
     def _payable(
-        self, at: int, credit: int, musts: list[int], target: int | None, need: int
+        self, at: int, credit: int, musts: list[int], target: int | None, need: int, spacing: int
     ) -> bool:
         """Whether a keyframe at ``at`` leaving ``credit`` still pays ``musts`` and ``target``.
 
-        Between two of them the fewest ``max_interval`` keyframes are placed as late as
-        possible; each of those is payable because ``max_interval >= k``.  ``target`` (the next
-        anchor or the visible end) needs ``need`` credit before its own cost.
+        Between two of them the fewest keyframes that keep intervals within ``spacing`` are
+        placed as late as possible; each of those is payable because ``spacing >= k``.
+        ``target`` (the next anchor or the visible end) needs ``need`` credit before its cost.
         """
-        k, m = self.interval, self.max_interval
+        k, m = self.interval, spacing
         last = at
         for pos in [*musts, *([] if target is None else [target])]:
             gap = pos - last
@@ -251,23 +267,27 @@ class AdaptiveSchedule:
         need = 2 * k
         if ended:
             end = window[-1][0].index if window else i
-            if end < anchor:
+            if end <= anchor:  # an anchor that ends the video hands nothing on
                 target, need = (None, 0) if end == i else (end, k)
         if self.is_cut(sig):
-            return "cut" if self._payable(i, credit - k, [], target, need) else None
+            return (
+                "cut" if self._payable(i, credit - k, [], target, need, self.max_interval) else None
+            )
         cuts = [f.index for f, s in window if f.index < anchor and self.is_cut(s)]
         if cuts and cuts[0] - i <= k:
             return None
         cuts = [c for c in cuts if target is None or c < target]
+        gap = i - last
         if sig.iframe and acc >= self.iframe_change:
             reason: str | None = "iframe"
         elif acc >= 1.0:
             reason = "change"
-        elif self.spend and credit >= 2 * k:
+        elif self.spend and gap >= k:
             reason = "spare"
         else:
             return None
-        return reason if self._payable(i, credit - k, cuts, target, need) else None
+        spacing = max(k, gap)  # no later interval need be longer than this one
+        return reason if self._payable(i, credit - k, cuts, target, need, spacing) else None
 
 
 def make_schedule(
