@@ -116,6 +116,29 @@ def test_paying_for_cuts_lengthens_the_intervals_before_them_evenly(spend):
     assert max(b - a for a, b in pairwise(placed)) <= 1.5 * k
 
 
+def test_stream_iframes_are_cuts_on_weaker_evidence_and_otherwise_only_bring_keyframes_forward():
+    k = 5
+    sch = AdaptiveSchedule(k, spend=False)
+
+    def clip(iframes: dict[int, int], disp: float) -> list[Frame]:
+        return [
+            synthetic(i, iframes.get(i, CELLS) if i else 0, disp, "I" if i in iframes else "P")
+            for i in range(40)
+        ]
+
+    # 11 of 16 cells valid: a cut on an I-frame (below 0.8), not on a P-frame (above 0.5)
+    marked = dict((f.index, r) for f, r in sch.mark(clip({13: 11}, 0.0)))
+    assert marked[13] == "cut"
+    frames = clip({}, 0.0)
+    frames[13] = synthetic(13, 11, 0.0)
+    assert dict((f.index, r) for f, r in sch.mark(frames))[13] is None
+    # periodic I-frames in a still scene are not keyframes; with some motion (1.6 px a frame:
+    # half the change threshold after 5 frames) the one at 17 is
+    assert keys(sch, clip({7: CELLS, 17: CELLS, 27: CELLS}, 0.0)) == [0, 10, 20, 30]
+    marked = dict((f.index, r) for f, r in sch.mark(clip({17: CELLS}, 1.6)))
+    assert marked[17] == "iframe"
+
+
 def test_credit_saved_before_an_anchor_does_not_carry_over():
     # Static, then fast motion from frame 41 on: the credit saved over the static stretch is
     # dropped at the anchor (frame 40), so a run started there places the same keyframes.
