@@ -151,3 +151,21 @@ def test_lean_labels_equal_full_upsample_then_argmax(model, clips, scheme) -> No
             assert tied[differ].all(), (scheme, a.index, int(differ.sum()))
             ties += int(differ.sum())
     assert ties <= 0.001 * H * W * len(full)
+
+
+def test_adaptive_keyframes_put_a_keyframe_on_a_hard_cut(model, tmp_path) -> None:
+    """A cut at a frame that is not a multiple of k gets a keyframe, and no frame before the cut
+    is interpolated from features after it; the budget of fixed placement is kept."""
+    n, cut, T = 5, 13, 30
+    a, _ = moving_texture_clip("translate", H, W, cut, seed=11, speed=2.0)
+    b, _ = moving_texture_clip("zoom", H, W, T - cut, seed=12, speed=1.0)
+    b = [255 - f for f in b]  # another scene: other texture, other colours
+    video = tmp_path / "cut.mp4"  # x264's own scene-cut detection on: the cut is an I-frame
+    encode_video([*a, *b], video, options={"crf": "12", "refs": "1", "bframes": "0"})
+    out = run(model, video, "inter-bmv", n, keyframes="adaptive")
+    keys = {r.index: r.reason for r in out if r.keyframe}
+    assert keys.get(cut) is not None, keys
+    assert all(min(k for k in keys if k > t) <= cut for t in range(cut) if t not in keys)
+    assert len(keys) <= -(-T // n) + 1
+    fixed = [r.index for r in run(model, video, "inter-bmv", n) if r.keyframe]
+    assert cut not in fixed  # not vacuous: fixed placement interpolates across the cut

@@ -74,9 +74,9 @@ def segment_to_dir(
         out: RunDir = claim_output_dir(output, "segment", identity, inputs=[video],
                                        resume=resume, overwrite=overwrite)  # fmt: skip
         resume_from = 0
-        if resume:
-            done = out.done_prefix()
-            resume_from = done - done % options.interval
+        if resume:  # from the last frame where every run places the same later keyframes
+            stable = engine.cfg.schedule().stable
+            resume_from = next(i for i in range(out.done_prefix(), -1, -1) if stable(i))
         about = {"video": str(video.resolve()), "video_bytes": video.stat().st_size}
         out.write_json("run.json", {**about, **identity})
         summary = _write(reader, engine, out, resume_from, overlay, progress, end)

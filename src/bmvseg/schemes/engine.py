@@ -238,12 +238,12 @@ class Engine:
         needs (warps, fusion, task network) is skipped.
         """
         cfg = self.cfg
-        if cfg.keyframes == "fixed" and cfg.scheme != "per-frame" and start != 0:
-            if start % cfg.interval != cfg.phase:
-                raise BmvsegError(
-                    f"range start {start} is not a keyframe (frames {cfg.phase} + multiples of "
-                    f"{cfg.interval})"
-                )
+        schedule = cfg.schedule()
+        if not schedule.stable(start):
+            raise BmvsegError(
+                f"range start {start} is not a keyframe every run places (fixed: frame "
+                f"{cfg.phase} + multiples of {cfg.interval}; adaptive: its anchors)"
+            )
         run = _Run(self, wanted)
         body = {
             "per-frame": run.per_frame,
@@ -251,7 +251,7 @@ class Engine:
             "prop-bmv": run.prop_bmv,
             "inter-bmv": run.inter_bmv,
         }[cfg.scheme]
-        marked = _after_damage(cfg.schedule().mark(_timed(frames, self.timer)))
+        marked = _after_damage(schedule.mark(_timed(frames, self.timer)))
         with torch.inference_mode():
             for res in body(marked):
                 if end is not None and res.index >= end:
