@@ -125,36 +125,76 @@ def labels_and_share(
     out = torch.cat([full.flatten(), full.new_zeros(1)])  # + a spare slot, see _fill
     ty, tx = cells[ty_all.src][:, tx_all.src].nonzero(as_tuple=True)  # disagreeing tiles
     if ty.numel():
-        # Class-major and contiguous (a channels-last map reshapes to a strided view, on which
-        # the gathers below are several times slower).
-        flat = logits[0].reshape(k, h * w).float().contiguous()
-        finite = torch.isfinite(flat)
+        lo, hi = (float(t) for t in logits.aminmax())
         # A float32 result differs from the kernel's by a few ulps of the largest score, so
         # only pixels whose two best classes are closer than that are recomputed exactly.
-        tol = (
-            16 * torch.finfo(torch.float32).eps * float(flat.abs().masked_fill_(~finite, 0).amax())
-        )
-        # -inf scores (never-predicted classes) would give inf * 0 = nan; the lowest finite
-        # float keeps them losing without changing any finite score.
-        flat.masked_fill_(~finite, torch.finfo(torch.float32).min)
+        # (-inf scores, classes never predicted, are left out of that scale.)
+        big = max(abs(hi), abs(lo)) if lo > float("-inf") else _finite_max_abs(logits)
+        tol = 16 * torch.finfo(torch.float32).eps * big
+        taps = _Taps(logits[0], clamp=lo == float("-inf"))
         step = max(1, _CHUNK // (ty_all.pos.shape[0] * tx_all.pos.shape[0]))
         for s in range(0, ty.numel(), step):
-            _fill(out, W, flat, w, ty_all, tx_all, ty[s : s + step], tx[s : s + step], tol)
+            _fill(out, W, taps, w, ty_all, tx_all, ty[s : s + step], tx[s : s + step], tol)
     return out[:-1].view(H, W).cpu().numpy(), share
 
 
-def _fill(out, out_w: int, flat, w, rows: _Tiles, cols: _Tiles, ty, tx, tol: float) -> None:
+def _finite_max_abs(logits: torch.Tensor) -> float:
+    finite = torch.isfinite(logits)
+    return float(torch.where(finite, logits.abs(), 0).amax())
+
+
+class _Taps:
+    """Gathers of the scores of all classes at given low-res pixels, ``(K, n)`` float32.
+
+    Works on the map's own layout: a channels-last map is gathered by pixel rows (a view, no
+    transposing copy of the whole map), a channels-first one by class rows.
+    """
+
+    def __init__(self, scores: torch.Tensor, clamp: bool) -> None:
+        k = scores.shape[0]
+        self.k, self.clamp = k, clamp
+        by_pixel = scores.permute(1, 2, 0).reshape(-1, k)  # a view when channels-last
+        if by_pixel.is_contiguous():
+            self.by_pixel, self.by_class = by_pixel, None
+        else:
+            self.by_pixel, self.by_class = None, scores.reshape(k, -1).contiguous()
+
+    def __call__(self, index: torch.Tensor) -> torch.Tensor:
+        if self.by_class is not None:
+            q = self.by_class.index_select(1, index)
+        else:
+            q = self.by_pixel.index_select(0, index).t().contiguous()
+        q = q.float()
+        if self.clamp:  # -inf * 0 = nan in the interpolation: the lowest float still loses
+            q = q.clamp_min(torch.finfo(torch.float32).min)
+        return q
+
+
+def _fill(out, out_w: int, taps: _Taps, w, rows: _Tiles, cols: _Tiles, ty, tx, tol: float) -> None:
     """Write the arg-max of the bilinear scores of tiles ``(ty[n], tx[n])`` into ``out``
     (the flat ``H * W + 1`` label buffer, rows ``out_w`` wide).
 
     The tile axis ``n`` is kept innermost so that every elementwise step is a long contiguous
     vector operation (broadcasting over short trailing axes is several times slower).
     """
-    k = flat.shape[0]
+    k = taps.k
     r0, r1 = rows.src[ty] * w, rows.src1[ty] * w
     c0, c1 = cols.src[tx], cols.src1[tx]
     idx = torch.stack([r0 + c0, r0 + c1, r1 + c0, r1 + c1])
-    q = flat.index_select(1, idx.flatten()).view(k, 4, 1, 1, -1)  # (K, 4, 1, 1, n)
+    q = taps(idx.flatten()).reshape(k, 4, -1)  # (K, 4, n)
+    # Only a few classes can win inside a tile: each pixel's best score is at least
+    # ``floor`` (some class's smallest corner), and a class scores at most its largest
+    # corner.  The others are dropped; the kept ones stay in class order (ties: first wins).
+    floor = q.amin(1).amax(0)
+    can_win = q.amax(1) >= floor - tol  # (K, n)
+    m = int(can_win.sum(0).max())
+    cls = None
+    if m < k:
+        key = torch.where(can_win, 0, k) + torch.arange(k, device=q.device)[:, None]
+        cls = key.argsort(0)[:m]  # (m, n) the candidates first, in class order
+        q = q.gather(0, cls[:, None, :].expand(-1, 4, -1))
+        k = m
+    q = q.view(k, 4, 1, 1, -1)  # (k, 4, 1, 1, n)
     wx0, wx1 = cols.w0[:, tx][None], cols.w1[:, tx][None]  # (1, C, n)
     wy0, wy1 = rows.w0[:, ty][:, None], rows.w1[:, ty][:, None]  # (R, 1, n)
     t0 = q[:, 0] * wx0 + q[:, 1] * wx1  # (K, 1, C, n): along x first, as the kernel
@@ -166,6 +206,9 @@ def _fill(out, out_w: int, flat, w, rows: _Tiles, cols: _Tiles, ty, tx, tol: flo
         rr, cc, n_ = torch.unravel_index(near, (wy0.shape[0], wx0.shape[1], ty.numel()))
         best[near] = _exact_argmax(q[:, :, 0, 0, n_], wx0[0, cc, n_], wx1[0, cc, n_],
                                    wy0[rr, 0, n_], wy1[rr, 0, n_])  # fmt: skip
+    if cls is not None:  # candidate rank -> class id (pixels are ordered (R, C, n))
+        n = ty.numel()
+        best = cls.flatten()[best * n + torch.arange(best.numel(), device=best.device) % n]
     # Flat output offsets; pixels past a tile's end go to a spare slot at the end of ``out``.
     spare = out.numel() - 1
     row_off = torch.where(rows.valid[:, ty], rows.pos[:, ty] * out_w, spare)  # (R, n)
