@@ -26,7 +26,8 @@ def read_rows(path: Path) -> list[dict]:
 def quick(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("quick")
     weights = "default" if default_weights_path("synthetic_demo") else "none"
-    assert main(["benchmark", "--quick", "-o", str(out), "--weights", weights]) == 0
+    assert main(["benchmark", "--quick", "-o", str(out), "--weights", weights,
+                 "--keyframes", "adaptive"]) == 0  # fmt: skip
     return out
 
 
@@ -36,6 +37,18 @@ def test_quick_writes_every_output(quick: Path) -> None:
         assert (quick / name).stat().st_size > 0, name
     summary = json.loads((quick / "summary.json").read_text())
     assert summary["clips"][0]["encoding"] and summary["versions"]["torch"]
+
+
+def test_quick_writes_phases_and_placement(quick: Path) -> None:
+    phases = read_rows(quick / "phases.csv")
+    assert set(phases[0]) == {"scheme", "fusion", "interval", "phase", "miou", "frames"}
+    for n in (2, 4):  # every phase of every interval is scored
+        got = {int(r["phase"]) for r in phases if r["interval"] == str(n)}
+        assert got == set(range(n))
+    rows = read_rows(quick / "placement.csv")
+    assert {r["placement"] for r in rows} == {"fixed", "adaptive"}
+    for r in rows:
+        assert int(r["keyframes"]) <= int(r["budget"])
 
 
 def test_quick_rows_follow_the_protocol(quick: Path) -> None:

@@ -26,6 +26,7 @@ import bmvseg
 from bmvseg.errors import BmvsegError
 from bmvseg.evaluation import clips as clipsmod
 from bmvseg.evaluation import report, throughput
+from bmvseg.evaluation.placement import PLACEMENT_COLUMNS, compare_placements, placement_md
 from bmvseg.evaluation.sweep import AccuracySweep, Variant
 from bmvseg.models.registry import fusion_weights_for
 from bmvseg.output import claim_output_dir
@@ -116,8 +117,16 @@ def run_benchmark(spec: BenchmarkSpec) -> tuple[str, list[str]]:
                           label_stride=opts.label_stride)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bmvseg-bench-") as tmp:
         clips = list(_clips(spec, Path(tmp)))
+        placements = []
         for clip in clips:
-            sweep.add_clip(clip, spec.max_frames)
+            per_frame = sweep.add_clip(clip, spec.max_frames)
+            if opts.keyframes == "adaptive":  # fixed vs adaptive at the same budget
+                placements += compare_placements(
+                    model, clip.video, clip.labels or per_frame, variants, spec.intervals,
+                    clip_name=clip.name, conv=conv, end=spec.max_frames, config={
+                        "flow_preset": opts.flow_preset, "accumulate": opts.accumulate,
+                        "label_stride": opts.label_stride, "max_interval": opts.max_interval})
+                    # fmt: skip
         if sweep.frames_scored == 0:
             raise BmvsegError("no labelled frames to score")
         speed_video = clips[0].video
@@ -155,6 +164,10 @@ def run_benchmark(spec: BenchmarkSpec) -> tuple[str, list[str]]:
     if base:
         stages = note + " Mean ms per frame in each stage of the model's thread."
         files["breakdown.md"] = report.breakdown_md(base, runs, stages)
+    if placements:
+        files["placement.csv"] = _csv(placements, PLACEMENT_COLUMNS)
+        files["placement.md"] = placement_md(placements, note + " Fixed placement at phase 0, "
+                                             "adaptive as `--keyframes adaptive` runs it.")
     for name, text in files.items():
         out.write_bytes(out.path / name, text.encode())
     title = f"{model_name} on {clips[0].name} ({width}x{height})"
@@ -183,7 +196,10 @@ def run_benchmark(spec: BenchmarkSpec) -> tuple[str, list[str]]:
         "wall_time_s": round(time.perf_counter() - t_start, 1),
     }  # fmt: skip
     out.write_json("summary.json", summary)
-    return report.table_md(table, spec.intervals, note), notes
+    text = report.table_md(table, spec.intervals, note)
+    if placements:
+        text += "\n" + files["placement.md"]
+    return text, notes
 
 
 def _csv(rows: list[dict], columns: tuple[str, ...]) -> str:

@@ -67,6 +67,8 @@ LAYOUTS: dict[str, Layout] = {
             "summary.json",
             "results.csv",
             "phases.csv",
+            "placement.csv",
+            "placement.md",
             "table.md",
             "fusion.md",
             "breakdown.md",

@@ -1,0 +1,92 @@
+"""Fixed against adaptive keyframe placement at the same keyframe budget (issue: keyframes where
+the video changes).
+
+Fixed placement is scored at phase 0 here (what ``bmvseg segment -k n`` runs), adaptive placement
+as it runs; both are whole streaming runs of :class:`~bmvseg.schemes.engine.Engine` over the clip,
+scored on its labelled (or, with the per-frame reference, all) frames.  "avg" pools every scored
+frame; "min" is the worst offset, pooling the frames ``p`` frames after their previous keyframe
+for each ``p`` (the paper's min, where the frames farthest from a keyframe lose most).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from bmvseg.evaluation.metrics import ConfusionMatrix
+from bmvseg.evaluation.sweep import Variant
+from bmvseg.models.base import SegmentationModel
+from bmvseg.schemes.engine import Engine, EngineConfig
+from bmvseg.schemes.fusion import ConvFusion
+from bmvseg.video.reader import VideoReader
+
+PLACEMENT_COLUMNS = ("clip", "scheme", "fusion", "interval", "placement", "keyframes", "budget",
+                     "miou_avg", "miou_min")  # fmt: skip
+
+
+@torch.inference_mode()
+def compare_placements(
+    model: SegmentationModel,
+    video,
+    targets: dict[int, np.ndarray],
+    variants: Sequence[Variant],
+    intervals: Sequence[int],
+    *,
+    clip_name: str,
+    conv: ConvFusion | None = None,
+    config: dict | None = None,
+    end: int | None = None,
+) -> list[dict]:
+    """One row per (variant, interval, placement); ``targets`` maps frame index -> labels."""
+    rows = []
+    with VideoReader(video) as reader:
+        frames = list(reader.frames(end=end))
+    T = len(frames)
+    for v in variants:
+        if v.scheme == "per-frame":
+            continue
+        for n in intervals:
+            if n < 2:
+                continue
+            for placement in ("fixed", "adaptive"):
+                cfg = EngineConfig(scheme=v.scheme, interval=n, fusion=v.fusion or "avg",
+                                   keyframes=placement, **(config or {}))  # fmt: skip
+                results = Engine(model, cfg, conv).run(iter(frames))
+                by_offset: dict[int, ConfusionMatrix] = defaultdict(
+                    lambda: ConfusionMatrix(model.num_classes)
+                )
+                keys = 0
+                for res in results:
+                    keys += res.keyframe
+                    if res.index in targets:
+                        by_offset[res.offset].update(res.labels, targets[res.index])
+                pooled = ConfusionMatrix(model.num_classes)
+                for cm in by_offset.values():
+                    pooled.merge(cm)
+                worst = min((cm.miou() for p, cm in by_offset.items() if p), default=np.nan)
+                rows.append({
+                    "clip": clip_name, "scheme": v.scheme, "fusion": v.fusion, "interval": n,
+                    "placement": placement, "keyframes": keys, "budget": -(-T // n) + 1,
+                    "miou_avg": round(100 * pooled.miou(), 2), "miou_min": round(100 * worst, 2),
+                })  # fmt: skip
+    return rows
+
+
+def placement_md(rows: list[dict], note: str) -> str:
+    """Fixed vs adaptive, side by side per clip, scheme and interval."""
+    head = ("| clip | scheme | n | keyframes fixed / adaptive (budget) | avg fixed | avg adaptive "
+            "| min fixed | min adaptive |\n|---|---|---|---|---|---|---|---|\n")  # fmt: skip
+    pairs: dict[tuple, dict[str, dict]] = defaultdict(dict)
+    for r in rows:
+        pairs[r["clip"], r["scheme"], r["fusion"], r["interval"]][r["placement"]] = r
+    lines = []
+    for (clip, scheme, fusion, n), p in pairs.items():
+        f, a = p["fixed"], p["adaptive"]
+        name = scheme + (f" ({fusion})" if fusion else "")
+        lines.append(f"| {clip} | {name} | {n} | {f['keyframes']} / {a['keyframes']} "
+                     f"({f['budget']}) | {f['miou_avg']:.1f} | {a['miou_avg']:.1f} | "
+                     f"{f['miou_min']:.1f} | {a['miou_min']:.1f} |")  # fmt: skip
+    return note + "\n\n" + head + "\n".join(lines) + "\n"
