@@ -168,9 +168,7 @@ def run(args: argparse.Namespace) -> int:
                     picts.append(frame.pict_type)
                     times.append(frame.time)
                     if args.draw:
-                        img = draw_field(frame.image, frame.motion, args.arrow_scale)
-                        ph, pw = img.shape[0] & 1, img.shape[1] & 1  # 4:2:0 needs even sizes
-                        yield np.pad(img, ((0, ph), (0, pw), (0, 0)), "edge") if ph or pw else img
+                        yield draw_field(frame.image, frame.motion, args.arrow_scale)
 
             if args.draw:
                 from bmvseg.video.encode import encode_video

@@ -28,9 +28,8 @@ from bmvseg.errors import BmvsegError
 from bmvseg.run.build import build_engine
 from bmvseg.run.options import RunOptions
 from bmvseg.run.stream import collected_every, open_video
-from bmvseg.run.to_dir import OVERLAY_OPTIONS, even
 from bmvseg.schemes.timing import StageTimer
-from bmvseg.video.encode import VideoWriter
+from bmvseg.video.encode import OVERLAY_OPTIONS, VideoWriter
 from bmvseg.video.reader import Frame
 
 
@@ -125,7 +124,7 @@ class ChunkSegmenter:
                     if writer is None:
                         writer = VideoWriter(buf, fps=reader.fps, options=OVERLAY_OPTIONS,
                                              container_format="mp4")  # fmt: skip
-                    writer.write(even(blend(res.image, res.labels, palette)), time=res.time)
+                    writer.write(blend(res.image, res.labels, palette), time=res.time)
                 tick()
             frames.close()
             if writer is not None:

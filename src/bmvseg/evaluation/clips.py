@@ -16,11 +16,8 @@ import numpy as np
 from bmvseg.data.camvid import video_run, video_run_labels
 from bmvseg.data.classes import IGNORE_INDEX
 from bmvseg.data.images import read_rgb
-from bmvseg.video.encode import X264_ONE_REF, encode_video
-
-# How the labelled runs are encoded: H.264 as a camera in a streaming/baseline-like profile
-# writes it (one reference frame, no B-frames), so the stream's own vectors are t -> t-1 motion.
-ENCODING = {"crf": "18", "preset": "medium", **X264_ONE_REF}
+from bmvseg.video.encode import CLIP_OPTIONS as ENCODING
+from bmvseg.video.encode import encode_video
 
 
 @dataclass

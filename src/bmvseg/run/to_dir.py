@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from bmvseg.data.classes import blend
@@ -28,16 +27,8 @@ from bmvseg.run.options import RunOptions
 from bmvseg.run.stream import collected_every, open_video
 from bmvseg.schemes.engine import Engine, FrameResult
 from bmvseg.schemes.timing import StageTimer
-from bmvseg.video.encode import VideoWriter
+from bmvseg.video.encode import OVERLAY_OPTIONS, VideoWriter
 from bmvseg.video.reader import Frame
-
-OVERLAY_OPTIONS = {"crf": "23", "preset": "veryfast"}
-
-
-def even(rgb: np.ndarray) -> np.ndarray:
-    """Odd sizes padded by one edge row/column: the overlay's yuv420p H.264 needs even ones."""
-    h, w = rgb.shape[:2]
-    return np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge") if (h | w) % 2 else rgb
 
 
 def segment_to_dir(
@@ -121,7 +112,7 @@ def _write(reader, engine: Engine, out: RunDir, resume_from: int, overlay: bool,
         if res.index >= resume_from:
             out.write_labels(res.index, res.labels)
         if video_out is not None:
-            video_out.write(even(blend(res.image, res.labels, palette)), time=res.time)
+            video_out.write(blend(res.image, res.labels, palette), time=res.time)
 
     writer = Worker(write, name="writer")
     frames = ahead(reader.frames(end=end), depth=8)

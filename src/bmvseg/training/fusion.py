@@ -33,10 +33,10 @@ from bmvseg.models.checkpoint import save_checkpoint
 from bmvseg.schemes.engine import interpolate
 from bmvseg.schemes.fusion import ConvFusion
 from bmvseg.schemes.propagation import Carrier, field_flows
-from bmvseg.video.encode import X264_ONE_REF, encode_video
+from bmvseg.video.encode import CLIP_OPTIONS, encode_video
 from bmvseg.video.reader import VideoReader
 
-CLIP_ENCODING = {"crf": "18", "preset": "veryfast", **X264_ONE_REF}
+CLIP_ENCODING = CLIP_OPTIONS
 
 
 @dataclass

@@ -18,6 +18,12 @@ import numpy as np
 # x264 settings under which the stream's own vectors are exactly frame-to-previous-frame motion:
 # one reference frame, no B-frames, no I-frames after the first.
 X264_ONE_REF = {"refs": "1", "bframes": "0", "keyint": "100000", "scenecut": "0"}
+# Clips bmvseg makes to measure on (evaluation runs, generated scenes, fusion-training windows):
+# H.264 as a camera in a streaming/baseline-like profile writes it, so its own vectors are
+# t -> t-1 motion.
+CLIP_OPTIONS = {"crf": "18", "preset": "medium", **X264_ONE_REF}
+# The overlay video of a segment run: watchable, cheap to encode.
+OVERLAY_OPTIONS = {"crf": "23", "preset": "veryfast"}
 
 
 def x264_params(options: Mapping[str, str]) -> dict[str, str]:
@@ -80,6 +86,9 @@ class VideoWriter:
             self._timed, self._t0 = timed, float(time) if timed else 0.0
         elif timed != self._timed:
             raise ValueError("VideoWriter.write: give time= for every frame or for none")
+        h, w = rgb.shape[:2]
+        if (h | w) % 2 and self.pix_fmt == "yuv420p":  # 4:2:0 needs even sizes: repeat an edge
+            rgb = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         if self._stream is None:
             stream = self._out.add_stream(self.codec, rate=self.rate)
             stream.pix_fmt = self.pix_fmt
