@@ -11,9 +11,12 @@ three execution modes, interleaved so machine noise hits all of them alike:
 
 The warp is :func:`bmvseg.warp.warp` (bilinear ``grid_sample``) of every feature tensor with a
 non-zero flow, in the memory format ``features`` returned.  Random weights (timing does not
-depend on them), 11 classes (CamVid).  Usage::
+depend on them), 11 classes (CamVid).  ``segformer-b0`` ... ``segformer-b5`` are Hugging Face
+SegFormers built from a ``SegformerConfig`` of that size with random weights and Cityscapes' 19
+classes (no download; needs transformers), timed at both splits.  Usage::
 
     python bench/models.py --sizes 480x360,960x720 --models deeplabv3_resnet101,enet_lite
+    python bench/models.py --sizes 960x720,1024x2048 --models segformer-b0 --modes cl+im
 """
 
 from __future__ import annotations
@@ -33,6 +36,15 @@ from bmvseg.models.registry import available_models, build_model
 from bmvseg.warp import warp
 
 MODES = ("eager", "cl", "cl+im")
+# SegFormer sizes (the paper's Table 1 / the published configs): hidden sizes, depths, decoder
+SEGFORMER = {
+    "b0": ([32, 64, 160, 256], [2, 2, 2, 2], 256),
+    "b1": ([64, 128, 320, 512], [2, 2, 2, 2], 256),
+    "b2": ([64, 128, 320, 512], [3, 4, 6, 3], 768),
+    "b3": ([64, 128, 320, 512], [3, 4, 18, 3], 768),
+    "b4": ([64, 128, 320, 512], [3, 8, 27, 3], 768),
+    "b5": ([64, 128, 320, 512], [3, 6, 40, 3], 768),
+}
 K = 10  # keyframe interval for the speedup bound column
 
 
@@ -41,16 +53,19 @@ def _models(selected: list[str] | None) -> list[tuple[str, str | None]]:
     from bmvseg.models.torchvision_seg import SPECS  # registers the torchvision builders
 
     names = available_models()
+    extra = [f"segformer-{b}" for b in SEGFORMER]
     if selected:
-        unknown = [s for s in selected if s.split("@")[0] not in names]
+        unknown = [s for s in selected if s.split("@")[0] not in names + extra]
         if unknown:
             sys.exit(f"unknown models {unknown}; available: {', '.join(names)}")
         names = selected
     out: list[tuple[str, str | None]] = []
     for n in names:
         base, _, split = n.partition("@")
-        if base in SPECS:
+        if base in SPECS or base in extra:
             out += [(base, s) for s in ((split,) if split else ("backbone", "context"))]
+        elif base == "segformer":
+            continue  # needs a checkpoint; timed as segformer-b0 ... b5
         else:
             out.append((base, None))
     return out
@@ -62,8 +77,22 @@ def _timed(fn: Callable[[], object]) -> float:
     return (time.perf_counter() - t) * 1e3
 
 
+def _segformer(size: str, split: str) -> torch.nn.Module:
+    """A random-weight SegFormer of published size ``size`` (b0..b5), Cityscapes' 19 classes."""
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation
+
+    from bmvseg.models.segformer import SegformerSeg
+
+    hidden, depths, decoder = SEGFORMER[size]
+    cfg = SegformerConfig(hidden_sizes=hidden, depths=depths, decoder_hidden_size=decoder,
+                          num_labels=19)  # fmt: skip
+    return SegformerSeg(SegformerForSemanticSegmentation(cfg), split)
+
+
 def _build(name: str, split: str | None) -> torch.nn.Module:
     torch.manual_seed(0)
+    if name.startswith("segformer-"):
+        return _segformer(name.removeprefix("segformer-"), split or "context")
     if split is None:
         return build_model(name, weights=None, num_classes=11)
     from bmvseg.models.torchvision_seg import build_torchvision_model
@@ -72,7 +101,13 @@ def _build(name: str, split: str | None) -> torch.nn.Module:
 
 
 def bench_one(
-    name: str, split: str | None, size: tuple[int, int], reps: int, big_reps: int, warmup: int
+    name: str,
+    split: str | None,
+    size: tuple[int, int],
+    reps: int,
+    big_reps: int,
+    warmup: int,
+    modes: tuple[str, ...] = MODES,
 ):
     """{mode: {"features"|"task"|"warp": [ms...]}}, the feature shapes and strides.
 
@@ -81,8 +116,10 @@ def bench_one(
     w, h = size
     base = _build(name, split).eval()
     base = base.to(memory_format=torch.contiguous_format)
-    models = {"eager": base, "cl": copy.deepcopy(base).to(memory_format=torch.channels_last)}
-    models["cl+im"] = models["cl"]
+    models = {"eager": base}
+    if "cl" in modes or "cl+im" in modes:
+        models["cl"] = copy.deepcopy(base).to(memory_format=torch.channels_last)
+        models["cl+im"] = models["cl"]
     x = torch.randn(1, 3, h, w)
     inputs = {"eager": x, "cl": x.contiguous(memory_format=torch.channels_last)}
     inputs["cl+im"] = inputs["cl"]
@@ -111,11 +148,11 @@ def bench_one(
             shapes.extend(tuple(f.shape[1:]) for f in feats)
 
     for _ in range(warmup):
-        for mode in MODES:
+        for mode in modes:
             t = _timed(lambda mode=mode: step(mode, record=False))
     # Interleaved: each repetition runs every mode once.
     for _ in range(big_reps if t > 1000 else reps):
-        for mode in MODES:
+        for mode in modes:
             step(mode, record=True)
     return times, shapes, getattr(base, "strides", ())
 
@@ -134,7 +171,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--modes", default=",".join(MODES), help="comma list of execution modes")
     a = p.parse_args(argv)
+    modes = tuple(m.strip() for m in a.modes.split(",") if m.strip())
+    if not modes or any(m not in MODES for m in modes):
+        p.error(f"--modes: choose from {', '.join(MODES)}")
     if a.warmup < 1:
         p.error("--warmup must be at least 1")
     if a.threads:
@@ -149,24 +190,26 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"# warm-up {a.warmup}, reps {a.reps} ({a.big_reps} when a keyframe > 1 s)", flush=True)
     hdr = (
-        "| model | split | size | features (C@stride) | features ms eager / cl / cl+im "
-        "| task ms eager / cl / cl+im | warp ms eager / cl / cl+im "
-        f"| inter/key (cl+im) | speedup bound k={K} |"
+        f"| model | split | size | features (C@stride) | features ms {' / '.join(modes)} "
+        f"| task ms {' / '.join(modes)} | warp ms {' / '.join(modes)} "
+        f"| inter/key ({modes[-1]}) | speedup bound k={K} |"
     )
     print(hdr)
     print("|" + "---|" * (hdr.count("|") - 1))
     for w, h in sizes:
         for name, split in models:
-            times, shapes, strides = bench_one(name, split, (w, h), a.reps, a.big_reps, a.warmup)
-            med = {m: {k: statistics.median(v) for k, v in times[m].items()} for m in MODES}
-            best = med["cl+im"]
+            times, shapes, strides = bench_one(
+                name, split, (w, h), a.reps, a.big_reps, a.warmup, modes
+            )
+            med = {m: {k: statistics.median(v) for k, v in times[m].items()} for m in modes}
+            best = med[modes[-1]]
             key = best["features"] + best["task"]
             inter = best["warp"] + best["task"]
             bound = K * key / (key + (K - 1) * inter)
             feats = ", ".join(f"{s[0]}@{st}" for s, st in zip(shapes, strides, strict=False))
 
             def cols(part: str, med=med) -> str:
-                return " / ".join(_fmt(med[m][part]) for m in MODES)
+                return " / ".join(_fmt(med[m][part]) for m in modes)
 
             print(
                 f"| {name} | {split or '-'} | {w}x{h} | {feats} | {cols('features')} "
