@@ -46,7 +46,7 @@ def test_quick_writes_phases_and_placement(quick: Path) -> None:
         got = {int(r["phase"]) for r in phases if r["interval"] == str(n)}
         assert got == set(range(n))
     rows = read_rows(quick / "placement.csv")
-    assert {r["placement"] for r in rows} == {"fixed", "adaptive"}
+    assert {r["placement"] for r in rows} == {"fixed", "adaptive", "adaptive-lean"}
     for r in rows:
         assert int(r["keyframes"]) <= int(r["budget"])
 

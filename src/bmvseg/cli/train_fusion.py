@@ -6,6 +6,7 @@ import argparse
 
 import torch
 
+from bmvseg.data.classes import CAMVID_CLASSES
 from bmvseg.errors import BmvsegError
 from bmvseg.models.registry import build_model, fusion_weights_home
 from bmvseg.training.fusion import train_fusion, training_windows
@@ -37,7 +38,12 @@ def run(args: argparse.Namespace) -> int:
     if args.dataset == "camvid" and not args.root:
         raise BmvsegError("--dataset camvid needs --root")
     torch.manual_seed(args.seed)
-    model = build_model(args.model, weights=None if args.weights == "none" else args.weights)
+    model = build_model(args.model, weights=args.weights)
+    if model.num_classes != len(CAMVID_CLASSES):  # both datasets label CamVid's 11 classes
+        raise BmvsegError(
+            f"{args.model} predicts {model.num_classes} classes; the {args.dataset} windows are "
+            f"labelled with CamVid's {len(CAMVID_CLASSES)} (declare a class_map on the model)"
+        )
     out = args.output or fusion_weights_home(args.model, args.weights)
     if out is None:
         raise BmvsegError(

@@ -120,7 +120,7 @@ def run_benchmark(spec: BenchmarkSpec) -> tuple[str, list[str]]:
         placements = []
         for clip in clips:
             per_frame = sweep.add_clip(clip, spec.max_frames)
-            if opts.keyframes == "adaptive":  # fixed vs adaptive at the same budget
+            if opts.keyframes != "fixed":  # fixed vs adaptive at the same budget
                 placements += compare_placements(
                     model, clip.video, clip.labels or per_frame, variants, spec.intervals,
                     clip_name=clip.name, conv=conv, end=spec.max_frames, config={

@@ -21,6 +21,7 @@ from bmvseg.evaluation.sweep import Variant
 from bmvseg.models.base import SegmentationModel
 from bmvseg.schemes.engine import Engine, EngineConfig
 from bmvseg.schemes.fusion import ConvFusion
+from bmvseg.schemes.keyframes import PLACEMENTS
 from bmvseg.video.reader import VideoReader
 
 PLACEMENT_COLUMNS = ("clip", "scheme", "fusion", "interval", "placement", "keyframes", "budget",
@@ -51,7 +52,7 @@ def compare_placements(
         for n in intervals:
             if n < 2:
                 continue
-            for placement in ("fixed", "adaptive"):
+            for placement in PLACEMENTS:
                 cfg = EngineConfig(scheme=v.scheme, interval=n, fusion=v.fusion or "avg",
                                    keyframes=placement, **(config or {}))  # fmt: skip
                 results = Engine(model, cfg, conv).run(iter(frames))
@@ -77,16 +78,18 @@ def compare_placements(
 
 def placement_md(rows: list[dict], note: str) -> str:
     """Fixed vs adaptive, side by side per clip, scheme and interval."""
-    head = ("| clip | scheme | n | keyframes fixed / adaptive (budget) | avg fixed | avg adaptive "
-            "| min fixed | min adaptive |\n|---|---|---|---|---|---|---|---|\n")  # fmt: skip
+    head = ("| clip | scheme | n | keyframes fixed / adaptive / lean (budget) | avg fixed | "
+            "avg adaptive | avg lean | min fixed | min adaptive | min lean |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n")  # fmt: skip
     pairs: dict[tuple, dict[str, dict]] = defaultdict(dict)
     for r in rows:
         pairs[r["clip"], r["scheme"], r["fusion"], r["interval"]][r["placement"]] = r
     lines = []
     for (clip, scheme, fusion, n), p in pairs.items():
-        f, a = p["fixed"], p["adaptive"]
+        f, a, le = p["fixed"], p["adaptive"], p["adaptive-lean"]
         name = scheme + (f" ({fusion})" if fusion else "")
-        lines.append(f"| {clip} | {name} | {n} | {f['keyframes']} / {a['keyframes']} "
-                     f"({f['budget']}) | {f['miou_avg']:.1f} | {a['miou_avg']:.1f} | "
-                     f"{f['miou_min']:.1f} | {a['miou_min']:.1f} |")  # fmt: skip
+        lines.append(f"| {clip} | {name} | {n} | {f['keyframes']} / {a['keyframes']} / "
+                     f"{le['keyframes']} ({f['budget']}) | {f['miou_avg']:.1f} | "
+                     f"{a['miou_avg']:.1f} | {le['miou_avg']:.1f} | {f['miou_min']:.1f} | "
+                     f"{a['miou_min']:.1f} | {le['miou_min']:.1f} |")  # fmt: skip
     return note + "\n\n" + head + "\n".join(lines) + "\n"

@@ -86,7 +86,9 @@ import numpy as np
 from bmvseg.errors import BmvsegError
 from bmvseg.video.reader import Frame
 
-PLACEMENTS = ("fixed", "adaptive")
+# "adaptive" spends its budget (spare keyframes evenly); "adaptive-lean" saves what the stream
+# does not ask for (a static camera gets a keyframe every max_interval frames).
+PLACEMENTS = ("fixed", "adaptive", "adaptive-lean")
 
 
 class KeyframeSchedule(Protocol):
@@ -299,11 +301,11 @@ class AdaptiveSchedule:
 def make_schedule(
     kind: str, interval: int, phase: int = 0, max_interval: int | None = None
 ) -> KeyframeSchedule:
-    """The schedule for ``--keyframes kind``: ``fixed`` or ``adaptive``."""
+    """The schedule for ``--keyframes kind``: one of :data:`PLACEMENTS`."""
     if kind == "fixed":
         return FixedSchedule(interval, phase)
-    if kind == "adaptive":
+    if kind in ("adaptive", "adaptive-lean"):
         if phase:
             raise BmvsegError(f"keyframe phase applies to fixed placement only, got {phase}")
-        return AdaptiveSchedule(interval, max_interval)
+        return AdaptiveSchedule(interval, max_interval, spend=kind == "adaptive")
     raise BmvsegError(f"unknown keyframe placement {kind!r}; choose from {', '.join(PLACEMENTS)}")
