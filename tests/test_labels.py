@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bmvseg.schemes.labels import labels_and_share, labels_from_logits
+from bmvseg.schemes.labels import _near_method, _tiles, labels_and_share, labels_from_logits
 
 
 def blob_logits(k: int, h: int, w: int, seed: int = 0, cell: int = 10) -> torch.Tensor:
@@ -66,14 +66,26 @@ def test_channels_last_logits() -> None:
     assert ties_only(logits, (135, 241)) == 0
 
 
-def test_exact_ties_are_the_only_differences() -> None:
-    # Small integer scores: many classes tie exactly, before and after interpolation.
+@pytest.mark.parametrize(
+    ("channels_last", "low", "out", "method"),
+    [
+        (False, (20, 30), (80, 120), "emulate"),  # the kernel's rounding reproduced
+        (True, (20, 30), (80, 120), "crop"),  # the kernel run on 2x2 crops
+        (False, (13, 17), (50, 71), "dense"),  # neither: the kernel run on the frame
+        (True, (21, 22), (5, 98), "dense"),
+    ],
+)
+def test_exact_ties_are_the_only_differences(channels_last, low, out, method) -> None:
+    # Small integer scores: many classes tie, or nearly tie after rounding, everywhere.
     g = torch.Generator().manual_seed(7)
-    logits = torch.randint(0, 3, (1, 6, 20, 30), generator=g).float()
-    for hw in [(80, 120), (57, 101)]:
-        top2 = F.interpolate(logits, hw, mode="bilinear", align_corners=False)[0].topk(2, 0)
-        assert (top2.values[0] == top2.values[1]).sum() > 100  # the case is exercised
-        ties_only(logits, hw)  # differences allowed there, and only there (0 on CPU)
+    logits = torch.randint(0, 3, (1, 6, *low), generator=g).float()
+    if channels_last:
+        logits = logits.contiguous(memory_format=torch.channels_last)
+    key = (tuple(logits.shape), channels_last, torch.float32, torch.device("cpu"), out)
+    assert _near_method(*key) == method
+    top2 = F.interpolate(logits, out, mode="bilinear", align_corners=False)[0].topk(2, 0)
+    assert (top2.values[0] == top2.values[1]).sum() > 20  # the case is exercised
+    ties_only(logits, out)  # differences allowed there, and only there (none on this CPU)
 
 
 def test_downsampling_and_same_size() -> None:
@@ -99,6 +111,25 @@ def test_never_predicted_class_stays_unpredicted() -> None:
     finite[:, 1] = -1e30
     ref = F.interpolate(finite, (64, 64), mode="bilinear", align_corners=False)[0].argmax(0)
     assert np.array_equal(labels, ref.to(torch.uint8).numpy())
+
+
+@pytest.mark.parametrize(("n_in", "n_out"), [(135, 540), (240, 960), (17, 71), (90, 720), (21, 5)])
+def test_pixel_to_source_mapping_is_the_kernels(n_in: int, n_out: int) -> None:
+    # Upsampling an identity shows which sources (and weights) the kernel uses for each pixel.
+    eye = torch.eye(n_in).view(1, n_in, 1, n_in)
+    probe = F.interpolate(eye, (1, n_out), mode="bilinear", align_corners=False)[0, :, 0]
+    tiles = _tiles(n_in, n_out, torch.device("cpu"))
+    mine = torch.zeros(n_in, n_out)
+    for r in range(tiles.pos.shape[0]):
+        ok = tiles.valid[r]
+        px = tiles.pos[r, ok]
+        mine[tiles.src[ok], px] += tiles.w0[r, ok]
+        mine[tiles.src1[ok], px] += tiles.w1[r, ok]
+    assert torch.equal(tiles.first, probe.ne(0).int().argmax(0))  # first source of each pixel
+    assert torch.allclose(mine, probe, atol=1e-6)
+    covered = torch.zeros(n_out, dtype=torch.int64)
+    covered.index_add_(0, tiles.pos[tiles.valid], torch.ones_like(tiles.pos[tiles.valid]))
+    assert torch.equal(covered, torch.ones_like(covered))  # every pixel in exactly one tile
 
 
 def test_bad_shapes_are_refused() -> None:

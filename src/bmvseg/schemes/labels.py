@@ -6,15 +6,22 @@ combination of its (up to) four low-resolution neighbours' scores, so where thos
 one arg-max class, that class wins: exactly, because float rounding of a convex combination is
 monotone in each input (a strict win can at worst become an exact tie).  Full-resolution work
 is therefore needed only in the *cells* (2x2 neighbourhoods of low-res pixels) whose corners
-disagree, typically a few percent of a street scene; everywhere else the low-res labels are
-expanded with the upsample's own pixel-to-source mapping.
+disagree (11-19% of the cells for the shipped model on CamVid street frames at stride 4, see
+``bench/kernels.py``); everywhere else the low-res labels are expanded with the upsample's own
+pixel-to-source mapping.  Inside a disagreeing cell only the classes that can win there are
+scored (a class whose largest corner is below every pixel's guaranteed best cannot).
 
-Exactness in the disagreeing cells: the bilinear scores there are recomputed with the same
-source indices and weights as PyTorch's CPU kernel (``src = max(scale * (X + 0.5) - 0.5, 0)``
-with ``scale = in / out``, both taps clamped to the last pixel) and the same fused
-multiply-adds, so on that kernel the result is bit-identical and labels can differ only at
-exact ties between classes.  A kernel that rounds differently (another device or build) makes
-them differ at most where two classes are within a few ulps of each other.
+Exactness in the disagreeing cells: the bilinear scores there are computed in float32 with the
+same source indices and weights as PyTorch's kernel (``src = max(scale * (X + 0.5) - 0.5, 0)``
+with ``scale = in / out``, both taps clamped to the last pixel; ``tests/test_labels.py`` checks
+them against the kernel).  Rounding may still differ from the kernel's by a few ulps, so the
+pixels whose two best classes are that close (about one per frame on a real network's float
+scores) are decided with the kernel's own rounding, by the first of these that reproduces it
+bit for bit on random scores of the same shape and layout (tried once per shape): its fused
+multiply-adds emulated (channels-first maps, 480-960 px wide outputs), the kernel run on 2x2
+crops (channels-last maps, power-of-two scales), or one dense upsample.  So the labels equal
+the dense path's except at exact ties inside uniform cells, where the tie-breaking of a
+rounded score could differ (none in our tests).
 """
 
 from __future__ import annotations
@@ -24,14 +31,17 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 _CHUNK = 1 << 16  # full-resolution pixels recomputed per batch (bounds memory)
 
 
 def _fma(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """``a * b + c`` as a float32 fused multiply-add: the product is exact in float64, the sum
-    is rounded to float64 then float32 (differs from one rounding only in rare double-rounding
-    cases, a last-bit difference)."""
+    """``a * b + c`` rounded as a float32 fused multiply-add (the kernel's source coordinate).
+
+    The product is exact in float64; the sum is rounded to float64 then float32, which differs
+    from a single rounding only in rare double-rounding cases.
+    """
     return torch.addcmul(c.double(), a.double(), b.double()).float()
 
 
@@ -50,6 +60,9 @@ class _Tiles:
     w0: torch.Tensor  # (size, T) weight of src
     w1: torch.Tensor  # (size, T) weight of src1
     first: torch.Tensor  # (n_out,) first source index of every output pixel
+    second: torch.Tensor  # (n_out,) second source index of every output pixel
+    first_w: torch.Tensor  # (n_out,) their weights
+    second_w: torch.Tensor  # (n_out,)
 
 
 @lru_cache(maxsize=32)
@@ -74,7 +87,7 @@ def _tiles(n_in: int, n_out: int, device: torch.device) -> _Tiles:
     offs = torch.arange(size)
     pos = (start[None, :] + offs[:, None]).clamp_max(n_out - 1)
     tiles = _Tiles(tile_src, i1[pos[0]], pos, offs[:, None] < length, 1 - lam[pos], lam[pos],
-                   i0)  # fmt: skip
+                   i0, i1, 1 - lam, lam)  # fmt: skip
     return _Tiles(*(t.to(device) for t in vars(tiles).values()))
 
 
@@ -133,8 +146,15 @@ def labels_and_share(
         tol = 16 * torch.finfo(torch.float32).eps * big
         taps = _Taps(logits[0], clamp=lo == float("-inf"))
         step = max(1, _CHUNK // (ty_all.pos.shape[0] * tx_all.pos.shape[0]))
-        for s in range(0, ty.numel(), step):
+        near = [
             _fill(out, W, taps, w, ty_all, tx_all, ty[s : s + step], tx[s : s + step], tol)
+            for s in range(0, ty.numel(), step)
+        ]
+        near_at = torch.cat(near)
+        near_at = near_at[near_at < H * W]
+        if near_at.numel():  # near-ties: decided with the kernel's own rounding
+            ys, xs = near_at // W, near_at % W
+            out[near_at] = _kernel_argmax(logits, (H, W), taps, ty_all, tx_all, ys, xs)
     return out[:-1].view(H, W).cpu().numpy(), share
 
 
@@ -170,9 +190,13 @@ class _Taps:
         return q
 
 
-def _fill(out, out_w: int, taps: _Taps, w, rows: _Tiles, cols: _Tiles, ty, tx, tol: float) -> None:
+def _fill(
+    out, out_w: int, taps: _Taps, w, rows: _Tiles, cols: _Tiles, ty, tx, tol: float
+) -> torch.Tensor:
     """Write the arg-max of the bilinear scores of tiles ``(ty[n], tx[n])`` into ``out``
-    (the flat ``H * W + 1`` label buffer, rows ``out_w`` wide).
+    (the flat ``H * W + 1`` label buffer, rows ``out_w`` wide).  Returns the flat positions
+    whose two best classes are within ``tol``: float32 rounding may decide those differently
+    from the upsample kernel.
 
     The tile axis ``n`` is kept innermost so that every elementwise step is a long contiguous
     vector operation (broadcasting over short trailing axes is several times slower).
@@ -201,11 +225,7 @@ def _fill(out, out_w: int, taps: _Taps, w, rows: _Tiles, cols: _Tiles, ty, tx, t
     t1 = q[:, 2] * wx0 + q[:, 3] * wx1
     v = (t0 * wy0 + t1 * wy1).view(k, -1)  # (K, R * C * n)
     best, gap = _top2(v)
-    near = (gap <= tol).nonzero().flatten()
-    if near.numel():  # recompute those with the kernel's rounding
-        rr, cc, n_ = torch.unravel_index(near, (wy0.shape[0], wx0.shape[1], ty.numel()))
-        best[near] = _exact_argmax(q[:, :, 0, 0, n_], wx0[0, cc, n_], wx1[0, cc, n_],
-                                   wy0[rr, 0, n_], wy1[rr, 0, n_])  # fmt: skip
+    near = gap <= tol
     if cls is not None:  # candidate rank -> class id (pixels are ordered (R, C, n))
         n = ty.numel()
         best = cls.flatten()[best * n + torch.arange(best.numel(), device=best.device) % n]
@@ -215,6 +235,87 @@ def _fill(out, out_w: int, taps: _Taps, w, rows: _Tiles, cols: _Tiles, ty, tx, t
     col_off = torch.where(cols.valid[:, tx], cols.pos[:, tx], spare)  # (C, n)
     where = (row_off[:, None, :] + col_off[None, :, :]).clamp_max_(spare).flatten()
     out[where] = best.to(torch.uint8)
+    return where[near]  # may include the spare slot
+
+
+def _kernel_scores(taps: _Taps, w: int, rows: _Tiles, cols: _Tiles, ys, xs) -> torch.Tensor:
+    """``(K, n)`` bilinear scores at pixels ``(ys, xs)`` rounded as the CPU kernel rounds them:
+    along x first, ``t = fma(a, wx0, b * wx1)`` for both rows, then ``fma(t0, wy0, t1 * wy1)``.
+    """
+    y0, y1, x0, x1 = rows.first[ys] * w, rows.second[ys] * w, cols.first[xs], cols.second[xs]
+    q = taps(torch.stack([y0 + x0, y0 + x1, y1 + x0, y1 + x1]).flatten())
+    a, b, c, d = q.reshape(taps.k, 4, -1).unbind(1)
+    wx0, wx1, wy0, wy1 = cols.first_w[xs], cols.second_w[xs], rows.first_w[ys], rows.second_w[ys]
+    return _fma(_fma(a, wx0, b * wx1), wy0, _fma(c, wx0, d * wx1) * wy1)
+
+
+def _crop_scores(logits: torch.Tensor, out_hw: tuple[int, int], ys, xs) -> torch.Tensor:
+    """``(K, n)`` scores at ``(ys, xs)`` from the kernel itself, run on 2x2 crops.
+
+    Valid when both scales are exact powers of two (``H = s * h``): then a crop that starts
+    at low-res pixel ``c`` maps its output pixel ``Y - s * c`` to the same fractional source
+    position (all of it exact in float), and a channels-last kernel computes every pixel by
+    the same code whatever the map's size.
+    """
+    _, k, h, w = logits.shape
+    sy, sx = out_hw[0] // h, out_hw[1] // w
+    r0 = torch.clamp(torch.div(ys * 2 + 1 - sy, 2 * sy, rounding_mode="floor"), 0, max(h - 2, 0))
+    c0 = torch.clamp(torch.div(xs * 2 + 1 - sx, 2 * sx, rounding_mode="floor"), 0, max(w - 2, 0))
+    ch, cw = min(h, 2), min(w, 2)
+    rr = r0[:, None] + torch.arange(ch, device=ys.device)  # (n, ch)
+    cc = c0[:, None] + torch.arange(cw, device=ys.device)  # (n, cw)
+    crops = logits[0][:, rr[:, :, None], cc[:, None, :]].permute(1, 0, 2, 3)  # (n, K, ch, cw)
+    crops = crops.contiguous(memory_format=torch.channels_last)
+    up = F.interpolate(crops, (ch * sy, cw * sx), mode="bilinear", align_corners=False)
+    n = torch.arange(ys.numel(), device=ys.device)
+    return up[n, :, ys - sy * r0, xs - sx * c0].t()
+
+
+def _kernel_argmax(logits, out_hw, taps: _Taps, rows: _Tiles, cols: _Tiles, ys, xs):
+    """Labels at ``(ys, xs)`` exactly as the dense kernel gives them (first index on ties)."""
+    method = _near_method(tuple(logits.shape), _is_channels_last(logits), logits.dtype,
+                          logits.device, out_hw)  # fmt: skip
+    if method == "emulate":
+        scores = _kernel_scores(taps, logits.shape[-1], rows, cols, ys, xs)
+    elif method == "crop":
+        scores = _crop_scores(logits, out_hw, ys, xs)
+    else:  # a kernel we do not reproduce: ask it for the whole frame
+        up = F.interpolate(logits, out_hw, mode="bilinear", align_corners=False)[0]
+        scores = up[:, ys, xs]
+    return scores.argmax(0).to(torch.uint8)
+
+
+def _is_channels_last(logits: torch.Tensor) -> bool:
+    return logits.shape[1] > 1 and logits.is_contiguous(memory_format=torch.channels_last)
+
+
+@lru_cache(maxsize=16)
+def _near_method(shape, channels_last: bool, dtype, device, out_hw) -> str:
+    """How to reproduce the kernel's rounding for maps like these, tried once on random scores:
+    "emulate" (:func:`_kernel_scores`), "crop" (:func:`_crop_scores`) or "dense"."""
+    if dtype != torch.float32:
+        return "dense"
+    _, k, h, w = shape
+    H, W = out_hw
+    g = torch.Generator().manual_seed(0)
+    probe = torch.randn(shape, generator=g).to(device)
+    if channels_last:
+        probe = probe.contiguous(memory_format=torch.channels_last)
+    ref = F.interpolate(probe, out_hw, mode="bilinear", align_corners=False)[0]
+    # Every column, on the border rows and a spread of inner ones (the code path may vary
+    # along a row: vectorised body, scalar tail).
+    edge = torch.cat([torch.arange(min(H, 4)), torch.arange(max(0, H - 4), H)])
+    some = torch.unique(torch.cat([edge, torch.linspace(0, H - 1, 16).long()])).to(device)
+    ys = some.repeat_interleave(W)
+    xs = torch.arange(W, device=device).repeat(some.numel())
+    want = ref[:, ys, xs]
+    rows, cols = _tiles(h, H, probe.device), _tiles(w, W, probe.device)
+    if torch.equal(_kernel_scores(_Taps(probe[0], clamp=False), w, rows, cols, ys, xs), want):
+        return "emulate"
+    powers = all(n == s * m and s & (s - 1) == 0 for n, m, s in [(H, h, H // h), (W, w, W // w)])
+    if channels_last and powers and torch.equal(_crop_scores(probe, out_hw, ys, xs), want):
+        return "crop"
+    return "dense"
 
 
 def _top2(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -229,15 +330,3 @@ def _top2(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     arg = k - ((v == best) * rank).amax(0).long()
     runner_up = v.scatter(0, arg[None], float("-inf")).amax(0)  # an exact tie gives gap 0
     return arg, best - runner_up
-
-
-def _exact_argmax(q: torch.Tensor, wx0, wx1, wy0, wy1) -> torch.Tensor:
-    """Arg-max of the bilinear scores with the CPU kernel's rounding (first index on ties).
-
-    ``q``: ``(K, 4, n)`` taps.  The kernel interpolates along x first,
-    ``t = fma(a, wx0, b * wx1)`` for both rows, then ``fma(t0, wy0, t1 * wy1)``.
-    """
-    a, b, c, d = q.unbind(1)
-    t0 = _fma(a, wx0, b * wx1)
-    t1 = _fma(c, wx0, d * wx1)
-    return _fma(t0, wy0, t1 * wy1).argmax(0)
