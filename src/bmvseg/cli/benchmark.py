@@ -32,6 +32,7 @@ def parse_intervals(text: str) -> list[int]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """The ``benchmark`` subcommand's arguments."""
     p = sub.add_parser(
         "benchmark",
         help="accuracy vs throughput of every scheme and keyframe interval",
@@ -60,6 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Parse into a BenchmarkSpec, run it, print the table."""
     spec = BenchmarkSpec(
         output=args.output,
         options=run_options(args, model=args.model or ""),

@@ -10,6 +10,7 @@ from bmvseg.evaluation.demo import run_demo
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """The ``demo`` subcommand's arguments."""
     p = sub.add_parser(
         "demo",
         help="segment a generated street clip and show speed and accuracy (no data needed)",
@@ -37,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the demo into the output directory and print its report."""
     try:
         h, w = (int(x) for x in args.size.lower().split("x"))
     except ValueError:

@@ -7,6 +7,7 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """The ``evaluate`` subcommand's arguments."""
     p = sub.add_parser("evaluate", help="per-image mIoU of a model on a dataset split")
     p.add_argument("--dataset", default="camvid")
     p.add_argument("--root", help="dataset root directory")
@@ -21,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Score a single-frame model on a dataset split and print per-class IoU."""
     import torch
 
     from bmvseg.data.registry import get_dataset

@@ -37,6 +37,7 @@ INTERRUPTED = 130  # 128 + SIGINT, what shells report for a command stopped by C
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``bmvseg`` parser with every subcommand of COMMANDS."""
     parser = argparse.ArgumentParser(
         prog="bmvseg",
         description="Fast video segmentation by warping keyframe features with the block "
@@ -99,6 +100,7 @@ class _Console:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point: run one subcommand; user errors are one line and a non-zero exit."""
     try:  # first: a Ctrl-C that lands anywhere below is still one line
         return _main(argv)
     except KeyboardInterrupt:

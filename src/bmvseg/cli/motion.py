@@ -33,6 +33,7 @@ MAX_ARROW_SCALE = 100.0  # beyond this every arrow leaves the frame (and 1e300 o
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """The ``motion`` subcommand's arguments."""
     p = subparsers.add_parser(
         "motion",
         help="read a video's block motion vectors (frame t relative to t-1) into an .npz",
@@ -134,6 +135,7 @@ def _writing(dest: str) -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Read a video's motion fields into an .npz (and draw them), outputs checked first."""
     if args.video is None and not args.demo:
         args.demo = True
     if args.video is not None and args.demo:

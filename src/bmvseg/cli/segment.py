@@ -13,6 +13,7 @@ from bmvseg.schemes.fusion import FUSIONS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """The ``segment`` subcommand's arguments."""
     p = sub.add_parser(
         "segment",
         help="segment every frame of a video",
@@ -38,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Parse into RunOptions, run :func:`bmvseg.run.segment_to_dir`, print the result."""
     options = run_options(args)
     bar = tqdm(unit="frame", desc=f"{args.scheme} k={args.keyframe_interval}",
                disable=None)  # fmt: skip  (only on a terminal: logs stay free of progress bars)

@@ -23,6 +23,7 @@ def _pair(text: str) -> tuple[int, int]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """The ``train`` subcommand's arguments."""
     p = sub.add_parser("train", help="train a single-frame segmentation model")
     p.add_argument("--dataset", default="camvid", help="dataset name (bmvseg.data.registry)")
     p.add_argument("--root", help="dataset root directory")
@@ -62,6 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Parse into a TrainConfig and train."""
     from bmvseg.training.train import TrainConfig, train
 
     overrides = {

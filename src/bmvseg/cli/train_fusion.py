@@ -13,6 +13,7 @@ from bmvseg.training.fusion import train_fusion, training_windows
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """The ``train-fusion`` subcommand's arguments."""
     p = sub.add_parser(
         "train-fusion",
         help="train inter-BMV's conv fusion (feature and task networks frozen)",
@@ -35,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train inter-BMV's conv fusion for a frozen model and save it beside its weights."""
     if args.dataset == "camvid" and not args.root:
         raise BmvsegError("--dataset camvid needs --root")
     torch.manual_seed(args.seed)

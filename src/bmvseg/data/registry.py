@@ -29,6 +29,7 @@ def register_dataset(name: str, factory: Callable[..., Any]) -> None:
 
 
 def available_datasets() -> list[str]:
+    """Names ``get_dataset`` accepts (for messages and choices)."""
     return sorted(set(_BUILTIN) | set(_FACTORIES))
 
 

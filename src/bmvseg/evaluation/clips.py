@@ -22,6 +22,7 @@ from bmvseg.video.encode import encode_video
 
 @dataclass
 class EvalClip:
+    """A video and the labels of some of its frames (None: score against per-frame)."""
     name: str
     video: Path
     labels: dict[int, np.ndarray] | None

@@ -23,10 +23,12 @@ METRICS = (
 
 
 def row_name(r: dict) -> str:
+    """A table row's label: scheme, and fusion in brackets."""
     return r["scheme"] + (f" ({r['fusion']})" if r["fusion"] else "")
 
 
 def row_names(table: list[dict]) -> list[str]:
+    """Row labels in first-seen order."""
     return list(dict.fromkeys(row_name(r) for r in table))
 
 
@@ -48,6 +50,7 @@ def rows(sweep: AccuracySweep, variants: list[Variant], intervals: list[int],
 
 
 def write_csv(path: Path, table: list[dict], columns: tuple[str, ...] = COLUMNS) -> None:
+    """Rows as CSV with ``columns`` in that order."""
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=columns)
         w.writeheader()

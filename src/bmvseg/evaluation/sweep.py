@@ -44,6 +44,7 @@ FUSION_TABLE_DISTANCES = (1, 2, 3, 4)
 
 @dataclass(frozen=True)
 class Variant:
+    """A scheme and, for inter-BMV, its fusion: one row of the benchmark."""
     scheme: str
     fusion: str = ""
 

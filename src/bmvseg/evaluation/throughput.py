@@ -26,6 +26,7 @@ BASELINE_TOLERANCE = 0.10  # relative spread of the two per-frame passes above w
 
 @dataclass
 class Throughput:
+    """One timed ``segment`` run: frames, wall seconds, stage means, keyframes."""
     variant: Variant
     interval: int
     frames: int

@@ -75,6 +75,7 @@ class FrameResult:
 
 @dataclass
 class EngineConfig:
+    """What the engine runs: scheme, keyframes, fusion, and how labels are made."""
     scheme: str = "inter-bmv"
     interval: int = 5
     fusion: str = "avg"

@@ -75,6 +75,7 @@ def export_run(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command-line entry: export a training run's best checkpoint as shipped weights."""
     p = argparse.ArgumentParser(prog="python -m bmvseg.training.export", description=__doc__)
     p.add_argument("run_dir")
     p.add_argument("--root", required=True, help="CamVid root (with test/ and val/)")

@@ -41,6 +41,7 @@ CLIP_ENCODING = CLIP_OPTIONS
 
 @dataclass
 class Window:
+    """A training sample: keyframes first and last, the label of frame ``p``."""
     frames: list[np.ndarray]  # n + 1 RGB frames, keyframes first and last
     p: int
     label: np.ndarray  # labels of frame p

@@ -43,6 +43,7 @@ STATE_FORMAT = "bmvseg-train-state"
 
 @dataclass
 class TrainConfig:
+    """Every setting of a single-frame training run (recorded in its checkpoints)."""
     dataset: str
     root: str | None
     model: str
