@@ -35,7 +35,7 @@ from bmvseg.evaluation.metrics import ConfusionMatrix
 from bmvseg.models.base import Features, SegmentationModel
 from bmvseg.schemes.engine import Engine, EngineConfig
 from bmvseg.schemes.fusion import ConvFusion
-from bmvseg.schemes.propagation import Carrier, Flows, field_flows
+from bmvseg.schemes.propagation import Carrier, Flows, flows_prev_to_cur
 from bmvseg.video.reader import Frame, VideoReader
 
 Key = tuple[str, str, int, int]  # (scheme, fusion, interval, offset or phase)
@@ -80,7 +80,7 @@ class _Clip:
 
     def flows_of(self, j: int, like: Features) -> Flows:
         if j not in self.flows:
-            self.flows[j] = field_flows(self.frames[j].motion, like, self.model.strides)
+            self.flows[j] = flows_prev_to_cur(self.frames[j].motion, like, self.model.strides)
         return self.flows[j]
 
     def forget_before(self, index: int) -> None:

@@ -40,7 +40,13 @@ from bmvseg.models.base import Features, SegmentationModel
 from bmvseg.schemes.fusion import FUSIONS, ConvFusion, fuse
 from bmvseg.schemes.keyframes import PLACEMENTS, KeyframeSchedule, make_schedule
 from bmvseg.schemes.labels import labels_from_logits
-from bmvseg.schemes.propagation import Carrier, Flows, dense_flows, field_flows, warp_features
+from bmvseg.schemes.propagation import (
+    Carrier,
+    Flows,
+    flows_key_to_cur,
+    flows_prev_to_cur,
+    warp_features,
+)
 from bmvseg.schemes.timing import StageTimer
 from bmvseg.video.reader import Frame
 
@@ -309,7 +315,7 @@ class _Run:
 
     def _flows_of(self, j: int, like: Features) -> Flows:
         if j not in self.fields:
-            self.fields[j] = field_flows(self.frames[j].motion, like, self.e.model.strides)
+            self.fields[j] = flows_prev_to_cur(self.frames[j].motion, like, self.e.model.strides)
         return self.fields[j]
 
     def keep(self, frame: Frame, keyframe: bool) -> None:
@@ -364,7 +370,7 @@ class _Run:
                     flow = self.e._dis_flow().calc(gray, key_gray, None)  # pull: key -> current
                 with self.e.timer("warp"):
                     feats = warp_features(
-                        key_feats, dense_flows(flow, key_feats, self.e.model.strides)
+                        key_feats, flows_key_to_cur(flow, key_feats, self.e.model.strides)
                     )
             yield self.result(fr, feats, fr.index - key[0].index)
 

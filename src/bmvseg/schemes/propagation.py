@@ -26,24 +26,27 @@ from bmvseg.warp import backward_flow, compose, dense_to_flow, field_to_flow, wa
 Flows = tuple[torch.Tensor, ...]  # one flow per feature tensor, at that tensor's resolution
 
 
-def field_flows(field: MotionField, feats: Features, strides: Sequence[int]) -> Flows:
-    """The block motion field as a pull flow for every feature tensor (each at its stride)."""
+def flows_prev_to_cur(field: MotionField, feats: Features, strides: Sequence[int]) -> Flows:
+    """Frame t's block motion field as flows that carry frame t-1's features to frame t
+    (pull flows, one per feature tensor at its stride)."""
     return tuple(
         field_to_flow(field, tuple(f.shape[-2:]), s, f.device)
         for f, s in zip(feats, strides, strict=True)
     )
 
 
-def dense_flows(flow_px: np.ndarray, feats: Features, strides: Sequence[int]) -> Flows:
-    """A dense image-resolution pull flow (optical flow) for every feature tensor."""
+def flows_key_to_cur(flow_px: np.ndarray, feats: Features, strides: Sequence[int]) -> Flows:
+    """A dense image-resolution optical flow from the current image to the keyframe's, as
+    flows that carry the keyframe's features to the current frame (one per feature tensor)."""
     return tuple(
         dense_to_flow(flow_px, tuple(f.shape[-2:]), s, f.device)
         for f, s in zip(feats, strides, strict=True)
     )
 
 
-def reverse(flows: Flows) -> Flows:
-    """Flows that take frame t's features back to t-1 (see :func:`bmvseg.warp.backward_flow`)."""
+def flows_cur_to_prev(flows: Flows) -> Flows:
+    """Frame t's prev->cur flows reversed: they carry frame t's features back to t-1
+    (see :func:`bmvseg.warp.backward_flow` for the approximation)."""
     return tuple(backward_flow(f) for f in flows)
 
 
@@ -105,7 +108,7 @@ class Carrier:
     def _reverse(self, j: int, like: Features) -> Flows:
         """Reversed flows of frame ``j``: frame ``j``'s features taken back to ``j - 1``."""
         if j not in self._reversed:
-            self._reversed[j] = reverse(self.flows_of(j, like))
+            self._reversed[j] = flows_cur_to_prev(self.flows_of(j, like))
             if not self.memo:
                 for old in [i for i in self._reversed if i != j]:
                     del self._reversed[old]

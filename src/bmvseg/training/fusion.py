@@ -32,7 +32,7 @@ from bmvseg.models.base import SegmentationModel
 from bmvseg.models.checkpoint import save_checkpoint
 from bmvseg.schemes.engine import interpolate
 from bmvseg.schemes.fusion import ConvFusion
-from bmvseg.schemes.propagation import Carrier, field_flows
+from bmvseg.schemes.propagation import Carrier, flows_prev_to_cur
 from bmvseg.video.encode import CLIP_OPTIONS, encode_video
 from bmvseg.video.reader import VideoReader
 
@@ -98,7 +98,7 @@ def fused_logits(model: SegmentationModel, conv: ConvFusion | None, window: Wind
         decoded = list(reader.frames(images=True))  # keyframes as the engine sees them: decoded
     fields = [f.motion for f in decoded]
     n, p = len(window.frames) - 1, window.p
-    carrier = Carrier(lambda j, like: field_flows(fields[j], like, model.strides), memo=True)
+    carrier = Carrier(lambda j, like: flows_prev_to_cur(fields[j], like, model.strides), memo=True)
     with torch.no_grad():  # frozen networks and warps; only the fusion learns
         key = model.features(model.preprocess(decoded[0].image))
         nxt = model.features(model.preprocess(decoded[n].image))
