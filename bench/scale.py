@@ -139,6 +139,7 @@ def main() -> None:
     p.add_argument("-k", type=int, default=5)
     p.add_argument("--overlay", action="store_true", help="also write overlays")
     p.add_argument("--modes", default="single,workers,cluster")
+    p.add_argument("--sets", default="long,folder", help="which inputs: long, folder or both")
     p.add_argument("--workdir", type=Path, default=Path("scale-bench"))
     p.add_argument("--json", type=Path, help="write the figures here too")
     a = p.parse_args()
@@ -154,6 +155,7 @@ def main() -> None:
         if not v.exists():
             generate(v, a.video_seconds, h, w, a.fps)
     sets = {"long": [long], "folder": sorted(folder.glob("*.mp4"))}
+    sets = {name: sets[name] for name in a.sets.split(",")}
     modes = a.modes.split(",")
     results: dict = {"machine": platform.platform(), "cpus": os.cpu_count(), "args": vars(a)}
     for name, videos in sets.items():
