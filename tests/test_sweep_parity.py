@@ -113,3 +113,35 @@ def test_fusion_training_uses_the_engine_interpolation(model, conv, tmp_path) ->
         with torch.no_grad():
             logits = fused_logits(model, fusion, window, op)
         assert torch.allclose(logits, res[2].logits, atol=1e-5), op
+
+
+def test_benchmark_phase_zero_is_what_segment_writes(model, video, tmp_path) -> None:
+    """``phases.csv`` at phase 0 against per-frame equals the agreement of two ``bmvseg segment``
+    runs' label PNGs on the frames that phase scores."""
+    import csv
+
+    import cv2
+
+    from bmvseg.cli.main import main
+    from bmvseg.models.checkpoint import save_checkpoint
+
+    weights = tmp_path / "w.pt"
+    save_checkpoint(weights, model, {})
+    n = 5
+    common = ["--weights", str(weights), "--no-overlay"]
+    assert main(["segment", str(video), "-o", str(tmp_path / "pf"), "--scheme", "per-frame",
+                 *common]) == 0  # fmt: skip
+    assert main(["segment", str(video), "-o", str(tmp_path / "ib"), "-k", str(n), *common]) == 0
+    assert main(["benchmark", str(video), "--reference", "per-frame", "-o", str(tmp_path / "b"),
+                 "--weights", str(weights), "--schemes", "inter-bmv", "--fusions", "avg",
+                 "--intervals", str(n), "--no-throughput"]) == 0  # fmt: skip
+    with open(tmp_path / "b" / "phases.csv") as fh:
+        (row,) = [r for r in csv.DictReader(fh) if r["phase"] == "0"]
+    cm = ConfusionMatrix(model.num_classes)
+    frames = [t for t in range(T) if scored_key(t, n, 0, T) is not None]
+    for t in frames:
+        read = [cv2.imread(str(tmp_path / d / "labels" / f"{t:06d}.png"), cv2.IMREAD_UNCHANGED)
+                for d in ("ib", "pf")]  # fmt: skip
+        cm.update(*read)
+    assert int(row["frames"]) == len(frames)
+    assert abs(float(row["miou"]) - 100 * cm.miou()) <= 0.05
