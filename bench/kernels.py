@@ -1,6 +1,6 @@
 """Micro-costs of the per-frame kernels of an intermediate frame, old way against new way.
 
-Three sections (pick with ``--only``), each printed as a Markdown table:
+Four sections (pick with ``--only``), each printed as a Markdown table:
 
 * ``labels``: full-size labels from low-resolution logits: the dense path (bilinear upsample
   to full size, then arg-max: what ``Engine.result`` did) against
@@ -10,13 +10,16 @@ Three sections (pick with ``--only``), each printed as a Markdown table:
   shipped ``enet_lite`` model's own logits on CamVid test frames when ``--camvid`` is given.
 * ``warp``: ``grid_sample`` (NCHW and channels-last input, one map and a batched pair) against
   :func:`bmvseg.warp.warp` (fused weighted gather), with the largest difference.
+* ``frame``: one inter-BMV intermediate frame of the shipped model at 960x540 (two warps,
+  fusion, task network, labels), yesterday's kernels against today's, and how many labels
+  agree (the warps differ by float rounding, so a few boundary pixels may flip).
 * ``estimate``: the re-encoder's cost per frame against the median end-point error of its
   vectors on generated clips with exact motion (zoom and pan), for x264 settings.
 
 Timings are medians (``--repeat``) with the two compared variants interleaved; the machine's
 load average is printed, compare rows within one run.
 
-Usage: ``python bench/kernels.py [--only labels warp estimate] [--repeat 7] [--camvid DIR]``
+Usage: ``python bench/kernels.py [--only labels warp frame estimate] [--repeat 7] [--camvid DIR]``
 """
 
 from __future__ import annotations
@@ -219,9 +222,48 @@ def bench_estimate(repeat: int, size: tuple[int, int], n: int) -> None:
     print()
 
 
+def bench_frame(repeat: int, camvid: Path | None) -> None:
+    """One inter-BMV intermediate frame of the shipped model at 960x540, warps to labels."""
+    from bmvseg.data.textures import smooth_texture
+    from bmvseg.models.registry import build_model
+    from bmvseg.schemes.labels import labels_from_logits
+
+    model = build_model("enet_lite")
+    h, w = 540, 960
+    image = smooth_texture(h, w, seed=0)
+    if camvid is not None:
+        import cv2
+
+        first = sorted(p for p in camvid.iterdir() if p.suffix == ".png")[0]
+        image = cv2.resize(cv2.cvtColor(cv2.imread(str(first)), cv2.COLOR_BGR2RGB), (w, h))
+    with torch.inference_mode():
+        (key,) = model.features(model.preprocess(image))  # channels-last, as the engine has it
+        g = torch.Generator().manual_seed(0)
+        flow = torch.randn(1, 2, *key.shape[-2:], generator=g) * 0.3 + 1.5
+        chained = key.contiguous()  # yesterday's chains hold grid_sample's NCHW output
+
+        def old() -> np.ndarray:
+            fused = 0.5 * gs(chained, flow) + 0.5 * gs(chained, -flow)
+            logits = model.task((fused,), (h, w))
+            return logits[0].argmax(0).to(torch.uint8).numpy()
+
+        def new() -> np.ndarray:
+            fused = 0.5 * warp(key, flow) + 0.5 * warp(key, -flow)
+            return labels_from_logits(model.head(fused), (h, w))
+
+        same = float((old() == new()).mean())
+        old_ms, new_ms = medians(repeat, old, new)
+    print("## one intermediate frame, enet_lite 960x540: two warps + fusion + task + labels\n")
+    print("| path | ms | labels equal to the old path (%) |")
+    print("|---|---:|---:|")
+    print(f"| grid_sample (NCHW chain) + full upsample + arg-max | {old_ms:.1f} | |")
+    print(f"| fused gather (channels-last) + sparse labels | {new_ms:.1f} | {100 * same:.3f} |")
+    print()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", nargs="+", default=["labels", "warp", "estimate"])
+    ap.add_argument("--only", nargs="+", default=["labels", "warp", "frame", "estimate"])
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--camvid", type=Path, help="a folder of CamVid test PNGs (real logits)")
     ap.add_argument("--size", default="960x540", help="WxH of the estimator clips")
@@ -238,6 +280,8 @@ def main() -> None:
         bench_labels(args.repeat, args.camvid)
     if "warp" in args.only:
         bench_warp(args.repeat)
+    if "frame" in args.only:
+        bench_frame(args.repeat, args.camvid)
     if "estimate" in args.only:
         w, h = map(int, args.size.split("x"))
         bench_estimate(args.repeat, (h, w), args.frames)
