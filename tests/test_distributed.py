@@ -238,19 +238,55 @@ def test_a_killed_worker_is_restarted_and_the_output_is_identical(
     assert len(_overlay_frames(out / "overlay.mp4")) == len(ref)
 
 
+def test_a_lost_node_is_survived_and_the_output_is_identical(weights, clips, tmp_path):
+    """A second node stopped mid-job: its worker cannot come back; the other one finishes."""
+    pytest.importorskip("ray", reason=NO_RAY)
+    from ray.cluster_utils import Cluster
+
+    opts = _spec(weights)
+    ref = _whole_run(clips["long"], opts)
+    out = tmp_path / "out"
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+    )
+    try:
+        second = cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        driver = _driver(clips["long"], out, weights, cluster.address, workers=2)
+        try:
+            _wait_for_marker(out)
+            assert not (out / "summary.json").exists()
+            cluster.remove_node(second)  # its worker's chunks are lost, it cannot restart
+            _, err = driver.communicate(timeout=300)
+        finally:
+            driver.kill()
+    finally:
+        cluster.shutdown()
+    assert driver.returncode == 0, err
+    assert _labels(out) == ref
+    assert json.loads((out / "summary.json").read_text())["job"]["workers"] == 2
+
+
+def _driver(video: Path, out: Path, weights: Path, address: str, workers: int) -> subprocess.Popen:
+    """``run_job`` in its own process (a driver that can be killed), on the cluster at address."""
+    code = (
+        "from bmvseg.distributed.job import run_job; from bmvseg.run.options import "
+        f"RunOptions; run_job([{str(video)!r}], {str(out)!r}, options=RunOptions("
+        f"weights={str(weights)!r}, interval={K}), ray_address={address!r}, workers={workers}, "
+        "chunk_frames=10)"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True
+    )
+
+
 def test_a_killed_driver_resumes_to_the_same_output(ray_session, weights, clips, tmp_path):
     opts = _spec(weights)
     ref = _whole_run(clips["long"], opts)
     out = tmp_path / "out"
     address = ray_session.get_runtime_context().gcs_address
-    code = (
-        "from bmvseg.distributed.job import run_job; from bmvseg.run.options import "
-        f"RunOptions; run_job([{str(clips['long'])!r}], {str(out)!r}, options=RunOptions("
-        f"weights={str(weights)!r}, interval={K}), ray_address={address!r}, workers=1, "
-        "chunk_frames=10)"
-    )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    driver = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE)
+    driver = _driver(clips["long"], out, weights, address, workers=1)
     try:
         _wait_for_marker(out)
     finally:

@@ -16,9 +16,11 @@ for), so a killed driver loses at most the chunks in flight: ``resume`` skips co
 pieces are joined into ``overlay.mp4``, ``summary.json`` records the chunking, and ``.chunks/``
 is removed.
 
-Faults: a worker process that dies mid-chunk is restarted by Ray and the chunk retried
-(``max_restarts``, ``max_task_retries``); a video whose chunk fails (bad stream, worker lost too
-often) is marked failed and the others go on; the exit status is non-zero if any video failed.
+Faults: a worker process that dies mid-chunk is restarted by Ray (``max_restarts``) and its
+chunks go to whichever worker is free (the driver retries them, up to ``MAX_TASK_RETRIES``
+times each), so a node lost for good, whose workers cannot be restarted anywhere, stalls
+nothing; a video whose chunk fails (bad stream, worker lost too often) is marked failed and the
+others go on; the exit status is non-zero if any video failed.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from bmvseg.run.options import RunOptions
 from bmvseg.run.stream import open_video
 
 MAX_TASK_RETRIES = 3  # a chunk whose worker dies more often than this fails its video
+PROBES = 20  # a restarted worker that fails this many probes in a row stays out of the job
 IN_FLIGHT_PER_WORKER = 2  # one running, one queued: a worker never waits for the driver
 WORKER_PREFIX = "bmvseg-worker-"  # Ray actor names: bmvseg-worker-<job token>-<n>
 FAILED_EXIT = 2  # as a user error: at least one video could not be segmented
@@ -331,7 +334,7 @@ def _start_workers(
         "num_cpus": threads,
         "num_gpus": gpus,
         "max_restarts": -1,
-        "max_task_retries": MAX_TASK_RETRIES,
+        "max_task_retries": 0,  # the driver retries lost chunks on any worker (see _RayPool)
         "scheduling_strategy": "SPREAD",
     }
     # Named (unique per job) so that tools and tests can find a worker through Ray's API.
@@ -374,32 +377,76 @@ def _piece(v: _Video, c: Chunk) -> Path:
 # -- the run -------------------------------------------------------------------------------------
 
 
+@dataclass
+class _Done:
+    """A finished chunk: its result, or its error; ``lost``: the worker died, run it again."""
+
+    slot: int
+    item: tuple
+    result: ChunkResult | None = None
+    error: str | None = None
+    lost: bool = False
+
+
 class _RayPool:
-    """Chunks on Ray actors: submit to a worker slot, take results as they finish."""
+    """Chunks on Ray actors: submit to a worker slot, take results as they finish.
+
+    A worker that dies is restarted by Ray (``max_restarts``); its chunks come back ``lost`` and
+    the scheduler gives them to any worker.  The slot is left alone until a probe answers, so a
+    worker whose node is gone for good (no room to restart it) holds no chunk hostage.
+    """
 
     def __init__(self, ray: Any, actors: list) -> None:
         self.ray, self.actors = ray, actors
         self.slots = len(actors)
         self.in_flight: dict = {}
+        self.probes: dict = {}  # probe ref -> slot, for slots whose worker died
+        self.down: set[int] = set()
+        self.failed_probes: dict[int, int] = {}
+
+    def _probe(self, slot: int) -> None:
+        """Ask a dead worker who it is: answered once Ray has restarted it."""
+        self.probes[self.actors[slot].info.options(max_task_retries=-1).remote()] = slot
+
+    def usable(self, slot: int) -> bool:
+        return slot not in self.down
 
     def submit(self, slot: int, item: tuple, overlay: bool) -> None:
         v, c = item
-        self.in_flight[self.actors[slot].run_chunk.remote(str(v.input.path), c, overlay)] = (
-            slot,
-            item,
-        )
+        ref = self.actors[slot].run_chunk.remote(str(v.input.path), c, overlay)
+        self.in_flight[ref] = (slot, item)
 
-    def __len__(self) -> int:
-        return len(self.in_flight)
+    def busy(self) -> bool:
+        return bool(self.in_flight)
 
-    def next(self) -> tuple[int, tuple, ChunkResult | None, str | None]:
-        """The next finished chunk: (slot, item, result, None) or (slot, item, None, error)."""
-        (ref,), _ = self.ray.wait(list(self.in_flight), num_returns=1)
+    def recovering(self) -> bool:
+        return bool(self.probes)
+
+    def next(self) -> _Done | None:
+        """The next finished chunk, or None when a worker came back (or is gone for good)."""
+        (ref,), _ = self.ray.wait([*self.in_flight, *self.probes], num_returns=1)
+        if ref in self.probes:
+            slot = self.probes.pop(ref)
+            try:
+                self.ray.get(ref)
+                self.down.discard(slot)
+            except Exception:  # noqa: BLE001 - still restarting, or dead for good
+                self.failed_probes[slot] = self.failed_probes.get(slot, 0) + 1
+                if self.failed_probes[slot] < PROBES:
+                    self._probe(slot)
+            return None
         slot, item = self.in_flight.pop(ref)
         try:
-            return slot, item, self.ray.get(ref), None
+            return _Done(slot, item, result=self.ray.get(ref))
         except Exception as exc:
-            return slot, item, None, _task_error(exc, f"segmenting frames {item[1].key}")
+            from ray import exceptions as rex
+
+            if isinstance(exc, rex.RayActorError):
+                if slot not in self.down:
+                    self.down.add(slot)
+                    self._probe(slot)
+                return _Done(slot, item, error=_task_error(exc, "segmenting"), lost=True)
+            return _Done(slot, item, error=_task_error(exc, f"segmenting frames {item[1].key}"))
 
 
 class _LocalPool:
@@ -412,19 +459,25 @@ class _LocalPool:
         self.worker.info()  # a build error is the job's one line
         self.queue: deque = deque()
 
+    def usable(self, slot: int) -> bool:
+        return True
+
     def submit(self, slot: int, item: tuple, overlay: bool) -> None:
         self.queue.append((item, overlay))
 
-    def __len__(self) -> int:
-        return len(self.queue)
+    def busy(self) -> bool:
+        return bool(self.queue)
 
-    def next(self) -> tuple[int, tuple, ChunkResult | None, str | None]:
+    def recovering(self) -> bool:
+        return False
+
+    def next(self) -> _Done:
         item, overlay = self.queue.popleft()
         v, c = item
         try:
-            return 0, item, self.worker.run_chunk(str(v.input.path), c, overlay), None
+            return _Done(0, item, result=self.worker.run_chunk(str(v.input.path), c, overlay))
         except BmvsegError as exc:
-            return 0, item, None, str(exc)
+            return _Done(0, item, error=str(exc))
 
 
 def _schedule(pool: _LocalPool | _RayPool, todo: list[_Video], job: _Job, bar: tqdm) -> None:
@@ -434,11 +487,15 @@ def _schedule(pool: _LocalPool | _RayPool, todo: list[_Video], job: _Job, bar: t
         if all(c.key in v.done for c in v.chunks):  # every chunk finished before a resume
             _maybe_finish(v, job)
     load = dict.fromkeys(range(pool.slots), 0)
+    attempts: dict[tuple, int] = {}
     n_videos = len(job.videos)
 
     def fill() -> None:
         while queue:
-            slot = min(load, key=load.get)
+            slots = [s for s in load if pool.usable(s)]
+            if not slots:
+                return
+            slot = min(slots, key=load.get)
             if load[slot] >= IN_FLIGHT_PER_WORKER:
                 return
             v, c = queue.popleft()
@@ -451,25 +508,40 @@ def _schedule(pool: _LocalPool | _RayPool, todo: list[_Video], job: _Job, bar: t
         finished = sum(v.state != "pending" for v in job.videos)
         bar.set_postfix_str(f"videos {finished}/{n_videos}")
 
-    fill()
     postfix()
-    while len(pool):
-        slot, (v, c), res, error = pool.next()
-        load[slot] -= 1
+    while True:
         fill()
+        if not pool.busy() and not (queue and pool.recovering()):
+            break
+        done = pool.next()
+        if done is None:  # a worker is back, or gone for good
+            continue
+        load[done.slot] -= 1
+        v, c = done.item
         if v.state != "pending":
             continue
-        if error is not None:
-            _fail(v, error, job)
+        if done.lost:
+            attempts[c.start, v.input.name] = n = attempts.get((c.start, v.input.name), 0) + 1
+            if n <= MAX_TASK_RETRIES:
+                queue.appendleft((v, c))  # to whichever worker is free
+                continue
+            _fail(v, f"worker lost {n} times while segmenting frames {c.key}: {done.error}", job)
             postfix()
             continue
-        _store(v, res)
-        bar.update(res.stats["frames"])
+        if done.error is not None:
+            _fail(v, done.error, job)
+            postfix()
+            continue
+        _store(v, done.result)
+        bar.update(done.result.stats["frames"])
         if bar.total is not None and bar.n > bar.total:
             bar.total = bar.n
         if len(v.done) == len(v.chunks):
             _maybe_finish(v, job)
         postfix()
+    for v, c in queue:  # no worker left to run them
+        if v.state == "pending":
+            _fail(v, f"no worker left to segment frames {c.key} (every worker was lost)", job)
 
 
 def _task_error(exc: Exception, doing: str) -> str:
@@ -483,7 +555,7 @@ def _task_error(exc: Exception, doing: str) -> str:
         if cause is not None:
             return f"{type(cause).__name__} while {doing}: {_first_line(cause)}"
     if isinstance(exc, rex.RayActorError):
-        return f"worker lost while {doing} (tried {MAX_TASK_RETRIES + 1} times): {_first_line(exc)}"
+        return f"worker lost while {doing}: {_first_line(exc)}"
     return f"{type(exc).__name__} while {doing}: {_first_line(exc)}"
 
 
