@@ -77,6 +77,9 @@ LAYOUTS: dict[str, Layout] = {
             "examples.png",
         )
     ),
+    "train": Layout(
+        ("last.pt", "best.pt", "history.json", "report.json", "report.md")
+    ),
     "demo": Layout(
         (
             "report.md",

@@ -36,6 +36,7 @@ from bmvseg.data.transforms import TrainAugment, to_tensors
 from bmvseg.errors import BmvsegError, CheckpointError
 from bmvseg.models.checkpoint import atomic_save, save_checkpoint
 from bmvseg.models.registry import build_model
+from bmvseg.output import claim_output_dir
 from bmvseg.training.evaluate import evaluate_model, iou_table
 
 STATE_FORMAT = "bmvseg-train-state"
@@ -176,7 +177,8 @@ def train(
     torch.set_num_threads(cfg.threads)
     cv2.setNumThreads(1)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    # The same ownership rule as every command that writes a directory (bmvseg.output).
+    claim_output_dir(out, "train", {"dataset": cfg.dataset, "model": cfg.model}, resume=resume)
     state_path = out / "last.pt"
     state = None
     if resume:
