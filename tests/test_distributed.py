@@ -331,3 +331,37 @@ def test_without_ray_several_inputs_run_in_process_and_a_corrupt_one_is_reported
     job = json.loads((out / "job.json").read_text())
     assert [v["state"] for v in job["videos"]] == ["complete", "failed"]
     assert _labels(out / "c23") == _whole_run(clips["c23"], _spec(weights))
+
+
+def test_cli_folder_is_a_job_claimed_like_every_output(tmp_path, weights) -> None:
+    """``bmvseg segment FOLDER`` runs a job in this process (no Ray): one folder per video,
+    job.json, run records; a second run into it without a flag is refused, untouched."""
+    from bmvseg.cli.main import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, seed in (("a", 1), ("b", 2)):
+        _clip(folder / f"{name}.mp4", 12, seed=seed)
+    out = tmp_path / "out"
+    argv = ["segment", str(folder), "-o", str(out), "--weights", str(weights), "--no-overlay",
+            "-k", "4", "--chunk-frames", "8"]  # fmt: skip
+    assert main(argv) == 0
+    job = json.loads((out / "job.json").read_text())
+    assert job["complete"] and [v["state"] for v in job["videos"]] == ["complete"] * 2
+    for name in ("a", "b"):
+        assert len(list((out / name / "labels").glob("*.png"))) == 12
+        assert json.loads((out / name / ".bmvseg-run.json").read_text())["kind"] == "chunked"
+        assert not (out / name / ".chunks").exists()  # chunk state removed once complete
+    (out / "notes.txt").write_text("mine")
+    assert main(argv) != 0  # already holds output: refused, nothing removed
+    assert (out / "notes.txt").read_text() == "mine" and (out / "a" / "summary.json").is_file()
+    assert main([*argv, "--overwrite"]) == 0 and (out / "notes.txt").read_text() == "mine"
+
+
+def test_plain_segment_never_imports_ray(tmp_path, weights) -> None:
+    video = _clip(tmp_path / "v.mp4", 6)
+    code = ("import sys; from bmvseg.cli.main import main; "
+            f"rc = main(['segment', {str(video)!r}, '-o', {str(tmp_path / 'o')!r}, '--weights', "
+            f"{str(weights)!r}, '--no-overlay']); "
+            "sys.exit(rc or ('ray' in sys.modules and 3))")  # fmt: skip
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

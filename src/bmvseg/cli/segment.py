@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -21,7 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "OUTDIR/labels/NNNNNN.png (uint8 class ids), OUTDIR/overlay.mp4 and OUTDIR/summary.json "
         "(written last; says whether the run completed).",
     )
-    p.add_argument("video", help="input video (any format FFmpeg decodes)")
+    p.add_argument("video", nargs="+",
+                   help="input video(s): files, folders or glob patterns (any format FFmpeg "
+                   "decodes); several make a job with one folder per video and OUTDIR/job.json")
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.add_argument("--scheme", choices=SCHEMES, default="inter-bmv")
     p.add_argument("-k", "--keyframe-interval", type=int, default=5, metavar="N")
@@ -35,12 +38,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue a run that was interrupted")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier bmvseg output in OUTDIR (only its own files)")
+    job = p.add_argument_group("many videos, many machines (Ray: pip install -e \".[ray]\")")
+    job.add_argument("--workers", type=int, metavar="N",
+                     help="run on a Ray cluster started here with N workers")
+    job.add_argument("--ray-address", metavar="ADDR",
+                     help="run on an existing Ray cluster (e.g. 10.0.0.1:6379 or auto)")
+    job.add_argument("--chunk-frames", type=int, default=300, metavar="F",
+                     help="cut long videos into chunks of about F frames (default %(default)s)")
+    job.add_argument("--threads-per-worker", type=int, default=1, metavar="T",
+                     help="torch threads (and CPUs) per worker (default %(default)s)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Parse into RunOptions, run :func:`bmvseg.run.segment_to_dir`, print the result."""
     options = run_options(args)
+    if _is_job(args):  # Ray is imported only here, and only with --workers / --ray-address
+        from bmvseg.distributed.job import run_job
+
+        return run_job(args.video, args.output, options=options, workers=args.workers,
+                       ray_address=args.ray_address, threads_per_worker=args.threads_per_worker,
+                       chunk_frames=args.chunk_frames, resume=args.resume,
+                       overwrite=args.overwrite, overlay=not args.no_overlay,
+                       command=args.command_line)  # fmt: skip
+    (video,) = args.video
     bar = tqdm(unit="frame", desc=f"{args.scheme} k={args.keyframe_interval}",
                disable=None)  # fmt: skip  (only on a terminal: logs stay free of progress bars)
 
@@ -51,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         summary = segment_to_dir(
-            args.video, args.output, options, overlay=not args.no_overlay, resume=args.resume,
+            video, args.output, options, overlay=not args.no_overlay, resume=args.resume,
             overwrite=args.overwrite, notice=lambda text: print(f"bmvseg: notice: {text}",
                                                                flush=True),
             progress=progress, command=args.command_line,
@@ -63,3 +84,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"{summary['frames']} frames in {summary['wall_time_s']:.1f} s ({summary['fps']} fps)"
           f"{ended}; output in {args.output}")  # fmt: skip
     return 0
+
+
+def _is_job(args: argparse.Namespace) -> bool:
+    """Several videos, a folder, a glob pattern, or a cluster: a job (bmvseg.distributed)."""
+    if len(args.video) > 1 or args.workers is not None or args.ray_address is not None:
+        return True
+    (spec,) = args.video
+    return Path(spec).is_dir() or (not Path(spec).exists() and any(c in spec for c in "*?["))

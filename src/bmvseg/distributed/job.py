@@ -25,9 +25,10 @@ others go on; the exit status is non-zero if any video failed.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
-import shutil
 import socket
 import sys
 import time
@@ -41,18 +42,11 @@ from tqdm import tqdm
 
 from bmvseg.distributed.chunks import DEFAULT_CHUNK_FRAMES, Chunk, plan_chunks
 from bmvseg.distributed.inputs import VideoInput, assign_names, expand_inputs
-from bmvseg.distributed.outdir import (
-    CHUNK_DIR,
-    VideoDir,
-    holds_output,
-    read_json,
-    write_atomic,
-    write_json,
-)
+from bmvseg.distributed.outdir import CHUNK_DIR, read_json
 from bmvseg.distributed.overlay import join_pieces
 from bmvseg.distributed.worker import ChunkResult, ChunkSegmenter
 from bmvseg.errors import BmvsegError
-from bmvseg.output import input_fingerprint
+from bmvseg.output import RunDir, claim_output_dir, input_fingerprint
 from bmvseg.run.options import RunOptions
 from bmvseg.run.stream import open_video
 
@@ -90,7 +84,7 @@ class _Video:
     done: dict[str, dict] = field(default_factory=dict)  # chunk key -> that chunk's stats
     resumed: int = 0  # chunks found finished on disk
     frames: int = 0
-    out: VideoDir | None = None
+    out: RunDir | None = None  # the video's folder, claimed by the ownership rule
     t0: float = 0.0
 
     def record(self) -> dict:
@@ -116,6 +110,7 @@ class _Job:
     single: bool  # one input: ``out`` is that video's folder, no job.json
     overlay: bool
     info: dict = field(default_factory=dict)  # workers, where they run, start-up times
+    root: RunDir | None = None  # several inputs: the job's own folder (job.json)
 
 
 def run_job(
@@ -158,7 +153,6 @@ def run_job(
     found = assign_names(expand_inputs(list(inputs), exclude=out))
     single = len(found) == 1
     videos = [_Video(v, out if single else out / v.name) for v in found]
-    _check_root(out, resume=resume, overwrite=overwrite)
     for v in videos:
         _probe(v, options, size, single)
     for v in videos:
@@ -186,11 +180,10 @@ def run_job(
         if todo:
             job.info["workers"] = pool.slots
             job.info["workers_ready_s"] = round(time.perf_counter() - t0, 3)  # serial start-up
-        if not single:
-            try:
-                out.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise BmvsegError(f"cannot write {out}: {exc.strerror or exc}") from exc
+        if not single:  # the job's folder, by the ownership rule (bmvseg.output)
+            job.root = claim_output_dir(out, "job", {"options": options.identity()},
+                                        inputs=[v.input.path for v in videos], resume=resume,
+                                        overwrite=overwrite)  # fmt: skip
         for v in todo:
             _open_output(v, resume=resume, overwrite=overwrite, overlay=overlay)
         _write_job(job)
@@ -227,14 +220,6 @@ def run_job(
 
 
 # -- before anything runs ------------------------------------------------------------------------
-
-
-def _check_root(out: Path, *, resume: bool, overwrite: bool) -> None:
-    if holds_output(out) and not (resume or overwrite):
-        raise BmvsegError(
-            f"{out} already holds output; pass --resume to continue that job "
-            "or --overwrite to replace it"
-        )
 
 
 def _probe(v: _Video, options: RunOptions, size: int, single: bool) -> None:
@@ -353,8 +338,9 @@ def _start_workers(
 
 def _open_output(v: _Video, *, resume: bool, overwrite: bool, overlay: bool) -> None:
     """The video's output folder, its run.json, and the chunks already finished there."""
-    v.out = VideoDir(v.dir, resume=resume, overwrite=overwrite)
-    write_json(v.dir / "run.json", {**v.about, **v.identity})
+    v.out = claim_output_dir(v.dir, "chunked", v.identity, inputs=[v.input.path], resume=resume,
+                             overwrite=overwrite)  # fmt: skip
+    v.out.write_json("run.json", {**v.about, **v.identity})
     if resume:
         for c in v.chunks:
             stats = read_json(_marker(v, c))
@@ -566,10 +552,10 @@ def _first_line(exc: BaseException) -> str:
 def _store(v: _Video, res: ChunkResult) -> None:
     """Labels and overlay piece first, then the marker that vouches for them."""
     for i, data in enumerate(res.labels):
-        write_atomic(v.out.label_path(res.first + i), data)
+        v.out.write_bytes(v.out.label_path(res.first + i), data)
     if res.overlay is not None:
-        write_atomic(_piece(v, res.chunk), res.overlay)
-    write_json(_marker(v, res.chunk), res.stats)
+        v.out.write_bytes(_piece(v, res.chunk), res.overlay)
+    v.out.write_bytes(_marker(v, res.chunk), json.dumps(res.stats, default=str).encode())
     v.done[res.chunk.key] = res.stats
 
 
@@ -633,8 +619,13 @@ def _maybe_finish(v: _Video, job: _Job) -> None:
             "chunks": [{k: x for k, x in st.items() if k != "keyframes"} for st in stats],
         },
     }
-    write_json(v.dir / "summary.json", summary)
-    shutil.rmtree(v.dir / CHUNK_DIR, ignore_errors=True)
+    v.out.write_json("summary.json", summary)
+    chunks = v.dir / CHUNK_DIR  # the chunk state the record names, then its folder if empty
+    for f in chunks.iterdir() if chunks.is_dir() else ():
+        if f.is_file() and v.out.owns(f"{CHUNK_DIR}/{f.name}"):
+            f.unlink()
+    with contextlib.suppress(OSError):
+        chunks.rmdir()
     v.state = "complete"
     _write_job(job)
 
@@ -651,4 +642,5 @@ def _write_job(job: _Job) -> None:
         "chunk_frames": job.size,
         **job.info,
     }
-    write_json(job.out / "job.json", record)
+    if job.root is not None:  # claimed once the job starts writing
+        job.root.write_json("job.json", record)

@@ -62,6 +62,22 @@ class Layout:
 
 LAYOUTS: dict[str, Layout] = {
     "segment": Layout(("run.json", "summary.json", "overlay.mp4", f"labels/{INDEX}.png")),
+    # A video segmented in chunks by a job (bmvseg.distributed): segment's files, and each
+    # finished chunk's marker and overlay piece until the video is complete.
+    "chunked": Layout(
+        (
+            "run.json",
+            "summary.json",
+            "overlay.mp4",
+            f"labels/{INDEX}.png",
+            f".chunks/{INDEX}-{INDEX}.json",
+            f".chunks/{INDEX}-{INDEX}.mp4",
+            f".chunks/{INDEX}-end.json",
+            f".chunks/{INDEX}-end.mp4",
+        )
+    ),
+    # The folder of a job of several videos: its record; each video's folder is claimed alone.
+    "job": Layout(("job.json",)),
     "benchmark": Layout(
         (
             "summary.json",
