@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import struct
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+from conftest import hang_guard
 
 from bmvseg.cli.main import main
 from bmvseg.data.textures import moving_texture_clip
@@ -39,14 +39,8 @@ X264_PARAMS = {"x264-params": "ref=1:bframes=0:keyint=100000:scenecut=0"}
 
 @pytest.fixture(autouse=True)
 def no_hang() -> Iterator[None]:
-    def fail(*_: object) -> None:
-        raise TimeoutError(f"no outcome within {HANG_S} s: the input hangs the pipeline")
-
-    old = signal.signal(signal.SIGALRM, fail)
-    signal.alarm(HANG_S)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
+    with hang_guard(HANG_S, "the pipeline"):
+        yield
 
 
 def clip(h: int = H, w: int = W, n: int = N, seed: int = 0) -> list[np.ndarray]:

@@ -16,15 +16,12 @@ from pathlib import Path
 
 import av
 import pytest
-import torch
 
 from bmvseg.data.textures import moving_texture_clip
 from bmvseg.distributed.chunks import plan_chunks
 from bmvseg.distributed.job import WORKER_PREFIX, run_job
 from bmvseg.distributed.overlay import join_pieces
 from bmvseg.distributed.worker import ChunkSegmenter, png
-from bmvseg.models.checkpoint import save_checkpoint
-from bmvseg.models.enet import build_enet_lite
 from bmvseg.run.options import RunOptions
 from bmvseg.run.stream import segment
 from bmvseg.schemes.engine import SCHEMES
@@ -36,13 +33,6 @@ K = 5
 NO_RAY = 'the ray extra is not installed (pip install -e ".[ray]")'
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    """Fixed random weights: the driver, workers and the reference must segment alike."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "enet_lite.pt"
-    save_checkpoint(path, build_enet_lite(), {})
-    return path
 
 
 def _clip(path: Path, frames: int, seed: int = 5, options: dict | None = None) -> Path:

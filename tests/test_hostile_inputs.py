@@ -23,6 +23,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from conftest import hang_guard
 
 from bmvseg.cli.main import main
 from bmvseg.data.textures import moving_texture_clip
@@ -36,14 +37,8 @@ HANG_S = 60
 
 @pytest.fixture(autouse=True)
 def no_hang() -> Iterator[None]:
-    def fail(*_: object) -> None:
-        raise TimeoutError(f"no outcome within {HANG_S} s: the input hangs the reader")
-
-    old = signal.signal(signal.SIGALRM, fail)
-    signal.alarm(HANG_S)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
+    with hang_guard(HANG_S, "the reader"):
+        yield
 
 
 def clip(h: int = 96, w: int = 128, n: int = 15, seed: int = 0) -> list[np.ndarray]:

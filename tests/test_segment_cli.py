@@ -16,8 +16,6 @@ import torch
 
 from bmvseg.cli.main import main
 from bmvseg.data.textures import moving_texture_clip
-from bmvseg.models.checkpoint import save_checkpoint
-from bmvseg.models.enet import build_enet_lite
 from bmvseg.video.encode import X264_ONE_REF, encode_video
 
 H, W = 96, 128
@@ -30,13 +28,6 @@ def _one_line(err: str) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    """Fixed random weights: separate processes must segment identically."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "enet_lite.pt"
-    save_checkpoint(path, build_enet_lite(), {})
-    return path
 
 
 def _video(path: Path, frames: int) -> Path:
