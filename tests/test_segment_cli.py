@@ -297,3 +297,36 @@ def test_concealed_damage_is_reported_and_the_next_clean_frame_is_a_keyframe(
         assert len([ln for ln in notices if "concealed damage" in ln]) == 1, notices
         return
     pytest.fail("the decoder flagged none of the damaged copies")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"interval": "5"}, {"interval": 0}, {"device": "cuda:7"}, {"device": 0}, {"scheme": "x"},
+     {"phase": 9}, {"keyframes": "sometimes"}, {"stream": -1}, {"bogus": 1}, {"start": -2}],
+)  # fmt: skip
+def test_python_api_bad_arguments_are_one_line_errors(short, kwargs) -> None:
+    """``bmvseg.segment`` refuses what it cannot honour with a BmvsegError naming it."""
+    import bmvseg
+    from bmvseg.errors import BmvsegError
+
+    with pytest.raises(BmvsegError) as info:
+        list(bmvseg.segment(short, weights="none", **kwargs))
+    assert "\n" not in str(info.value)
+
+
+def test_python_api_bad_sources_are_one_line_errors(tmp_path) -> None:
+    import io
+
+    import bmvseg
+    from bmvseg.errors import BmvsegError
+
+    class Pipe(io.RawIOBase):  # readable, not seekable: like a socket or a pipe
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b) -> int:
+            return 0
+
+    for source in (b"clip.mp4", Pipe(), 3, tmp_path / "missing.mp4"):
+        with pytest.raises(BmvsegError):
+            list(bmvseg.segment(source, weights="none"))
