@@ -6,6 +6,7 @@ whatever the dataset's own encoding; readers convert on load.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 IGNORE_INDEX = 255
@@ -89,13 +90,17 @@ CITYSCAPES_PALETTE = np.array(
 
 
 def colorize(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """(H, W) class ids -> (H, W, 3) RGB; ignored pixels are black."""
-    lut = np.zeros((256, 3), np.uint8)
-    lut[: len(palette)] = palette
-    return lut[labels]
+    """(H, W) class ids -> (H, W, 3) RGB; ignored pixels are black.
+
+    OpenCV's table look-up on the id replicated to three channels: an order of magnitude faster
+    than NumPy's fancy indexing at video sizes (it runs on every frame of an overlay).
+    """
+    lut = np.zeros((256, 1, 3), np.uint8)
+    lut[: len(palette), 0] = palette
+    ids = np.ascontiguousarray(labels, dtype=np.uint8)
+    return cv2.LUT(cv2.merge([ids, ids, ids]), lut)
 
 
 def blend(image: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float = 0.5):
     """Labels drawn over an RGB image in the palette's colours (``alpha`` = label opacity)."""
-    colours = colorize(labels, palette).astype(np.uint16)
-    return ((1 - alpha) * image + alpha * colours).astype(np.uint8)
+    return cv2.addWeighted(image, 1 - alpha, colorize(labels, palette), alpha, 0)
