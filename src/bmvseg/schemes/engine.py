@@ -14,7 +14,9 @@ Schemes differ only where the paper says they do, and each one's work lives once
 * ``prop-bmv`` (Alg. 1): the keyframe's features carried forward frame by frame along each
   frame's block motion (:class:`~bmvseg.schemes.propagation.Carrier`).
 * ``inter-bmv`` (Alg. 2): carried forward from the previous keyframe and backward from the next
-  keyframe, fused with weights ``(n-p)/n`` and ``p/n`` (:func:`interpolate`).  Output is delayed
+  keyframe, fused with weights ``(n-p)/n`` and ``p/n`` (:func:`interpolate`); when the next
+  keyframe opens another scene (a cut, :data:`SCENE_CHANGES`) the frames before it get the
+  forward chain alone, so no frame receives features of a scene it does not show.  Output is delayed
   until the next keyframe arrives (at most ``n`` frames); memory holds one interval of frames,
   two keyframes' features and one warped map per chain.
 
@@ -51,6 +53,9 @@ from bmvseg.schemes.timing import StageTimer
 from bmvseg.video.reader import Frame
 
 SCHEMES = ("per-frame", "prop-flow", "prop-bmv", "inter-bmv")
+# Keyframe reasons that open another scene: inter-BMV does not warp that keyframe's features back
+# over the frames before it (they show the previous scene); those get the forward chain alone.
+SCENE_CHANGES = ("cut",)
 DIS_PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
     "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
@@ -394,15 +399,19 @@ class _Run:
         if self.prev is not None:
             key = self.prev
             targets = [fr.index for fr in between if self.want(fr.index)]
-            fused = interpolate(
-                self.carrier,
-                (key[0].index, key[1]),
-                (nxt.index, feats),
-                targets,
-                self.e.cfg.fusion,
-                self.e.conv,
-                self.e.timer,
-            )
+            if reason in SCENE_CHANGES:  # another scene: only the previous keyframe's features
+                with self.e.timer("warp"):
+                    fused = {t: self.carrier.carry(key[0].index, key[1], t) for t in targets}
+            else:
+                fused = interpolate(
+                    self.carrier,
+                    (key[0].index, key[1]),
+                    (nxt.index, feats),
+                    targets,
+                    self.e.cfg.fusion,
+                    self.e.conv,
+                    self.e.timer,
+                )
             for fr in between:
                 yield self.result(fr, fused.get(fr.index), fr.index - key[0].index)
         self.keep(nxt, True)
