@@ -183,3 +183,14 @@ def test_adaptive_keyframes_put_a_keyframe_on_a_hard_cut(model, tmp_path) -> Non
     assert len(keys) <= -(-T // n) + 1
     fixed = [r.index for r in run(model, video, "inter-bmv", n) if r.keyframe]
     assert cut not in fixed  # not vacuous: fixed placement interpolates across the cut
+
+
+def test_overlay_marks_keyframes() -> None:
+    from bmvseg.data.classes import CAMVID_PALETTE, overlay_frame
+
+    img = np.zeros((48, 64, 3), np.uint8)
+    labels = np.zeros((48, 64), np.uint8)
+    key = overlay_frame(img, labels, CAMVID_PALETTE, keyframe=True)
+    other = overlay_frame(img, labels, CAMVID_PALETTE, keyframe=False)
+    assert (key[0] == 255).all() and (key[:, -1] == 255).all()
+    assert np.array_equal(key[10:-10, 10:-10], other[10:-10, 10:-10]) and (other[0] < 255).all()

@@ -104,3 +104,14 @@ def colorize(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
 def blend(image: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float = 0.5):
     """Labels drawn over an RGB image in the palette's colours (``alpha`` = label opacity)."""
     return cv2.addWeighted(image, 1 - alpha, colorize(labels, palette), alpha, 0)
+
+
+def overlay_frame(image: np.ndarray, labels: np.ndarray, palette: np.ndarray,
+                  keyframe: bool = False) -> np.ndarray:  # fmt: skip
+    """One frame of a run's overlay video: labels blended over the image, and a white frame
+    around keyframes, so a viewer sees where the feature network ran."""
+    out = blend(image, labels, palette)
+    if keyframe:
+        h, w = out.shape[:2]
+        cv2.rectangle(out, (0, 0), (w - 1, h - 1), (255, 255, 255), max(2, min(h, w) // 120))
+    return out

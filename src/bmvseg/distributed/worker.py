@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-from bmvseg.data.classes import blend
+from bmvseg.data.classes import overlay_frame
 from bmvseg.distributed.chunks import Chunk
 from bmvseg.errors import BmvsegError
 from bmvseg.run.build import build_engine
@@ -124,7 +124,8 @@ class ChunkSegmenter:
                     if writer is None:
                         writer = VideoWriter(buf, fps=reader.fps, options=OVERLAY_OPTIONS,
                                              container_format="mp4")  # fmt: skip
-                    writer.write(blend(res.image, res.labels, palette), time=res.time)
+                    writer.write(overlay_frame(res.image, res.labels, palette, res.keyframe),
+                                 time=res.time)
                 tick()
             frames.close()
             if writer is not None:

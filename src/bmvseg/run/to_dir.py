@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from bmvseg.data.classes import blend
+from bmvseg.data.classes import overlay_frame
 from bmvseg.errors import BmvsegError
 from bmvseg.output import RunDir, claim_output_dir, input_fingerprint
 from bmvseg.run.background import Worker, ahead
@@ -112,7 +112,8 @@ def _write(reader, engine: Engine, out: RunDir, resume_from: int, overlay: bool,
         if res.index >= resume_from:
             out.write_labels(res.index, res.labels)
         if video_out is not None:
-            video_out.write(blend(res.image, res.labels, palette), time=res.time)
+            video_out.write(overlay_frame(res.image, res.labels, palette, res.keyframe),
+                            time=res.time)
 
     writer = Worker(write, name="writer")
     frames = ahead(reader.frames(end=end), depth=8)
