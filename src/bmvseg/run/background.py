@@ -73,6 +73,7 @@ class Worker:
         self.waited = 0.0
         self._q: queue.Queue = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
+        self._closed = False
         self._thread = threading.Thread(target=self._loop, name=f"bmvseg-{name}", daemon=True)
         self._thread.start()
 
@@ -101,9 +102,12 @@ class Worker:
         self.waited += time.perf_counter() - t0
 
     def close(self) -> None:
-        """Wait for every submitted item; re-raise the first error of the thread."""
-        t0 = time.perf_counter()
-        self._q.put(_DONE)
-        self._thread.join()
-        self.waited += time.perf_counter() - t0
+        """Wait for every submitted item; re-raise the first error of the thread.  Calling it
+        again only re-raises: a run that fails still ends with its writer stopped."""
+        if not self._closed:
+            self._closed = True
+            t0 = time.perf_counter()
+            self._q.put(_DONE)
+            self._thread.join()
+            self.waited += time.perf_counter() - t0
         self._raise()

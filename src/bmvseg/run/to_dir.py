@@ -9,6 +9,7 @@ thread (:mod:`bmvseg.run.background`); the run ends only when everything is writ
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sys
@@ -138,15 +139,13 @@ def _write(reader, engine: Engine, out: RunDir, resume_from: int, overlay: bool,
         raise BmvsegError(f"cannot write to {out.path}: {exc.strerror or exc}") from exc
     finally:
         frames.close()
-        if video_out is not None:  # failing already: that error, not the flush's, is reported
-            try:
-                writer.close()
-            except BaseException:  # noqa: BLE001 - the first error is the one reported
-                pass
-            try:
+        # Failing already (that error, not these, is reported): the writer finishes the files
+        # it was handed (each complete, by rename) before the run returns; the overlay goes.
+        with contextlib.suppress(BaseException):
+            writer.close()
+        if video_out is not None:
+            with contextlib.suppress(Exception):
                 video_out.close()
-            except Exception:  # noqa: BLE001
-                pass
             overlay_tmp.unlink(missing_ok=True)
     wall = time.perf_counter() - t0
     stages = {k: round(v, 3) for k, v in timer.mean_ms().items() if k != "write"}
