@@ -89,6 +89,20 @@ CITYSCAPES_PALETTE = np.array(
 )
 
 
+def voc_palette(n: int) -> np.ndarray:
+    """The PASCAL VOC colour map (bit-interleaved class ids), as users of VOC labels expect."""
+    pal = np.zeros((n, 3), np.uint8)
+    for i in range(n):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        pal[i] = (r, g, b)
+    return pal
+
+
 def colorize(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
     """(H, W) class ids -> (H, W, 3) RGB; ignored pixels are black.
 

@@ -47,8 +47,8 @@ def default_palette(names: Sequence[str]) -> np.ndarray:
         CAMVID_PALETTE,
         CITYSCAPES_CLASSES,
         CITYSCAPES_PALETTE,
+        voc_palette,
     )
-    from bmvseg.models.torchvision_seg import voc_palette
 
     lower = tuple(n.lower() for n in names)
     if lower == CAMVID_CLASSES:

@@ -40,6 +40,7 @@ from bmvseg.data.classes import (
     CAMVID_PALETTE,
     CITYSCAPES_CLASSES,
     CITYSCAPES_PALETTE,
+    voc_palette,
 )
 from bmvseg.errors import BmvsegError, CheckpointError
 from bmvseg.models.base import Features, SegmentationModel
@@ -57,20 +58,6 @@ def _torchvision():
             "torchvision models need torchvision: pip install 'bmvseg[torchvision]'"
         ) from None
     return segmentation
-
-
-def voc_palette(n: int) -> np.ndarray:
-    """The PASCAL VOC colour map (bit-interleaved class ids), as users of VOC labels expect."""
-    pal = np.zeros((n, 3), np.uint8)
-    for i in range(n):
-        c, r, g, b = i, 0, 0, 0
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        pal[i] = (r, g, b)
-    return pal
 
 
 def _labels_for(num_classes: int) -> tuple[tuple[str, ...], np.ndarray]:
