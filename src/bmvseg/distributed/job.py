@@ -46,9 +46,10 @@ from bmvseg.distributed.outdir import CHUNK_DIR, read_json
 from bmvseg.distributed.overlay import join_pieces
 from bmvseg.distributed.worker import ChunkResult, ChunkSegmenter
 from bmvseg.errors import BmvsegError
-from bmvseg.output import RunDir, claim_output_dir, input_fingerprint
+from bmvseg.output import RunDir, claim_output_dir
 from bmvseg.run.options import RunOptions
 from bmvseg.run.stream import open_video
+from bmvseg.run.to_dir import run_record
 
 MAX_TASK_RETRIES = 3  # a chunk whose worker dies more often than this fails its video
 PROBES = 20  # a restarted worker that fails this many probes in a row stays out of the job
@@ -230,12 +231,7 @@ def _probe(v: _Video, options: RunOptions, size: int, single: bool) -> None:
             v.rotation = reader.rotation
             for text in reader.notices:  # stream choice, frame rate, motion source
                 print(f"bmvseg: notice: {text}", flush=True)
-        v.identity = {
-            "video_fingerprint": input_fingerprint(v.input.path),
-            **options.identity(),
-            "end": None,
-        }  # fmt: skip  (as segment_to_dir)
-        v.about = {"video": str(v.input.path.resolve()), "video_bytes": v.input.path.stat().st_size}
+        v.identity, v.about = run_record(v.input.path, options)  # as segment_to_dir's
     except BmvsegError as exc:
         if single:
             raise

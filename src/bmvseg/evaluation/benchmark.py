@@ -7,8 +7,6 @@ written); the directory is claimed like every output (:mod:`bmvseg.output.rundir
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import platform
 import tempfile
@@ -154,8 +152,8 @@ def run_benchmark(spec: BenchmarkSpec) -> tuple[str, list[str]]:
         note += (" CamVid run at 15 Hz: one frame step here is two of the paper's 30 Hz steps, "
                  "so interval n here spans the time of the paper's 2n.")  # fmt: skip
     files = {
-        "results.csv": _csv(table, report.COLUMNS),
-        "phases.csv": _csv(sweep.phase_rows(), report.PHASE_COLUMNS),
+        "results.csv": report.csv_text(table),
+        "phases.csv": report.csv_text(sweep.phase_rows(), report.PHASE_COLUMNS),
         "table.md": report.table_md(table, spec.intervals, note),
         "fusion.md": report.fusion_md(sweep, fusions, note + " Distance d: the frame sits d "
                                       "frames after one keyframe and d before the next (n = 2d); "
@@ -165,7 +163,7 @@ def run_benchmark(spec: BenchmarkSpec) -> tuple[str, list[str]]:
         stages = note + " Mean ms per frame in each stage of the model's thread."
         files["breakdown.md"] = report.breakdown_md(base, runs, stages)
     if placements:
-        files["placement.csv"] = _csv(placements, PLACEMENT_COLUMNS)
+        files["placement.csv"] = report.csv_text(placements, PLACEMENT_COLUMNS)
         files["placement.md"] = placement_md(placements, note + " Fixed placement at phase 0, "
                                              "adaptive as `--keyframes adaptive` runs it.")
     for name, text in files.items():
@@ -200,14 +198,6 @@ def run_benchmark(spec: BenchmarkSpec) -> tuple[str, list[str]]:
     if placements:
         text += "\n" + files["placement.md"]
     return text, notes
-
-
-def _csv(rows: list[dict], columns: tuple[str, ...]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    return buf.getvalue()
 
 
 def _clips(spec: BenchmarkSpec, tmp: Path) -> Iterator[clipsmod.EvalClip]:

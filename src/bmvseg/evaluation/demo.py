@@ -63,7 +63,7 @@ def run_demo(output: str | os.PathLike, *, seed: int = 200007, frames: int = 90,
     table = report.rows(
         sweep, VARIANTS, INTERVALS, base_fps, {(t.variant, t.interval): t for t in runs}
     )
-    out.write_bytes(out.path / "results.csv", _csv(table))
+    out.write_bytes(out.path / "results.csv", report.csv_text(table).encode())
     note = (f"Model `{model}` on a generated {w}x{h} clip ({frames} frames, seed "
             f"{seed}); mIoU against the generator's exact labels; fps of `bmvseg segment` here "
             "(decode, label PNGs and overlay written); speedup against per-frame in the same "
@@ -77,17 +77,6 @@ def run_demo(output: str | os.PathLike, *, seed: int = 200007, frames: int = 90,
             "`accuracy_vs_throughput.png`, `results.csv`.\n")  # fmt: skip
     out.write_bytes(out.path / "report.md", text.encode())
     return md
-
-
-def _csv(table: list[dict]) -> bytes:
-    import csv
-    import io
-
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=report.COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(table)
-    return buf.getvalue().encode()
 
 
 def _side_by_side(model, video: Path, truth: np.ndarray, per_frame: dict[int, np.ndarray],

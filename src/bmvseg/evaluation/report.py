@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -49,12 +50,13 @@ def rows(sweep: AccuracySweep, variants: list[Variant], intervals: list[int],
     return out
 
 
-def write_csv(path: Path, table: list[dict], columns: tuple[str, ...] = COLUMNS) -> None:
-    """Rows as CSV with ``columns`` in that order."""
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=columns)
-        w.writeheader()
-        w.writerows(table)
+def csv_text(table: list[dict], columns: tuple[str, ...] = COLUMNS) -> str:
+    """Rows as CSV with ``columns`` in that order (written atomically by the caller)."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    w.writeheader()
+    w.writerows(table)
+    return buf.getvalue()
 
 
 def table_md(table: list[dict], intervals: list[int], note: str) -> str:

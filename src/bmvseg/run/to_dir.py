@@ -59,8 +59,7 @@ def segment_to_dir(
     try:
         for text in _notices(reader, video):
             notice(text)
-        identity = {"video_fingerprint": input_fingerprint(video), **options.identity(),
-                    "end": end}  # fmt: skip
+        identity, about = run_record(video, options, end)
         timer = StageTimer()
         engine = build_engine(options, timer=timer)
         out: RunDir = claim_output_dir(output, "segment", identity, inputs=[video],
@@ -69,7 +68,6 @@ def segment_to_dir(
         if resume:  # from the last frame where every run places the same later keyframes
             stable = engine.cfg.schedule().stable
             resume_from = next(i for i in range(out.done_prefix(), -1, -1) if stable(i))
-        about = {"video": str(video.resolve()), "video_bytes": video.stat().st_size}
         out.write_json("run.json", {**about, **identity})
         summary = _write(reader, engine, out, resume_from, overlay, progress, end)
         if reader.damage_notice:  # known only once the frames are read
@@ -88,6 +86,13 @@ def segment_to_dir(
     }
     out.write_json("summary.json", summary)
     return summary
+
+
+def run_record(video: Path, options: RunOptions, end: int | None = None) -> tuple[dict, dict]:
+    """(identity, about) of a run: what ``--resume`` must find unchanged (the input by its
+    content, every option that changes the labels) and what is recorded for people."""
+    identity = {"video_fingerprint": input_fingerprint(video), **options.identity(), "end": end}
+    return identity, {"video": str(video.resolve()), "video_bytes": video.stat().st_size}
 
 
 def _notices(reader, video: Path) -> Iterator[str]:
