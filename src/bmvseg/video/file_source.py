@@ -26,9 +26,16 @@ _SEEKABLE_FORMATS = {"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"}
 class FileSource(ContainerSource):
     """A regular file or a seekable binary file object (rewound to where it was given)."""
 
-    def __init__(self, source: str | os.PathLike | BinaryIO, name: str, stream: int | None):
+    def __init__(
+        self,
+        source: str | os.PathLike | BinaryIO,
+        name: str,
+        stream: int | None,
+        *,
+        format: str | None = None,
+    ) -> None:
         super().__init__(name)
-        self._source = source
+        self._source, self._format = source, format
         self._start_pos = check_source(source, name)
         container = self._open()
         try:
@@ -53,7 +60,7 @@ class FileSource(ContainerSource):
         try:
             if self._start_pos is not None:
                 self._source.seek(self._start_pos)  # type: ignore[union-attr]
-            container = av.open(self._source, mode="r", options=LIMITS)
+            container = av.open(self._source, mode="r", format=self._format, options=LIMITS)
         except FileNotFoundError as exc:
             raise VideoError(f"{self.name}: no such file") from exc
         except IsADirectoryError as exc:
@@ -73,7 +80,7 @@ class FileSource(ContainerSource):
         return container
 
     def open_pass(self, seek: int | None, decoder_options: dict[str, str]) -> OpenedStream | None:
-        self.truncated = False
+        self._start_pass()
         if self._pending is not None and seek is None:  # the stream opened at construction
             opened, self._pending = self._pending, None
             return opened

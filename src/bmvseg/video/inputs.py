@@ -1,7 +1,8 @@
 """What a reader's ``source`` argument may be, checked before anything is opened.
 
-Inputs are regular files or seekable binary file objects: FIFOs, devices and sockets are
-refused at open (a FIFO without a writer would block forever, and probing needs seeking).
+Video files are regular files or seekable binary file objects: FIFOs, devices and sockets are
+refused at open (a FIFO without a writer would block forever, and probing needs seeking); they
+are read as live streams only when asked (see :mod:`bmvseg.video.live_source`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ _FILE_KINDS = {
 
 
 def describe(source: object) -> str:
-    """The name messages give the input: its path, a file object's name, or ``<stream>``."""
+    """The name messages give the input: its path or URL, ``<stdin>`` for ``-``, a file
+    object's name, or ``<stream>``."""
+    if source == "-":
+        return "<stdin>"
     if isinstance(source, (str, os.PathLike)):
         return os.fsdecode(os.fspath(source))
     name = getattr(source, "name", None)
@@ -69,7 +73,8 @@ def check_source(source: object, name: str) -> int | None:
     if position is None:
         raise VideoError(
             f"{name}: file object is not seekable (a pipe or socket?); bmvseg needs to seek "
-            "in the video: save it to a file or read it into io.BytesIO"
+            "in a video file: save it to a file, read it into io.BytesIO, or read it as a live "
+            "stream (live=True)"
         )
     return int(position)
 

@@ -1,7 +1,8 @@
 """Reading a compressed video as frames with their block motion relative to the previous frame.
 
-:class:`VideoReader` joins three parts: a container source (:mod:`bmvseg.video.file_source` on
-:mod:`bmvseg.video.source`: open, probe, stream choice, frame rate, seeking, truncation), a
+:class:`VideoReader` joins three parts: a container source (:mod:`bmvseg.video.source`: open,
+probe, stream choice, frame rate, truncation; a seekable file (:mod:`bmvseg.video.file_source`)
+seeks, a live stream (:mod:`bmvseg.video.live_source`) is read once, in order), a
 motion source (:mod:`bmvseg.video.motion_source`: the stream's own vectors, the re-encoder, or
 the ``auto`` policy between them) and the damage log (:mod:`bmvseg.video.damage`).  Frames and
 their indexing are :mod:`bmvseg.video.frame`'s; the motion convention is
@@ -36,6 +37,7 @@ from bmvseg.video.damage import DamageLog
 from bmvseg.video.file_source import FileSource
 from bmvseg.video.frame import Frame
 from bmvseg.video.inputs import describe
+from bmvseg.video.live_source import LiveSource, is_live
 from bmvseg.video.motion import MotionField, grid_shape
 from bmvseg.video.motion_source import POLICIES, choose_motion_source, open_motion_source
 from bmvseg.video.probe import MAX_FPS, pick_stream
@@ -52,7 +54,14 @@ _PICT = {1: "I", 2: "P", 3: "B"}
 
 
 class VideoReader:
-    """Frames and motion fields of a video file or seekable binary file object."""
+    """Frames and motion fields of a video file, a seekable binary file object, or a live input.
+
+    ``live``: None reads ``-`` (standard input) and URLs (``tcp://``, ``rtsp://``, ...) as live
+    streams (:mod:`bmvseg.video.live_source`) and everything else as files; True reads any
+    source as a live stream (a non-seekable file object, a named pipe, a device with
+    ``format="v4l2"``); False only as a file.  ``timeout`` (seconds) bounds a live source's
+    waits, ``format`` names the demuxer where FFmpeg cannot guess it.
+    """
 
     def __init__(
         self,
@@ -61,6 +70,9 @@ class VideoReader:
         motion: str = "auto",
         block: int = 16,
         stream: int | None = None,
+        live: bool | None = None,
+        timeout: float | None = None,
+        format: str | None = None,
     ) -> None:
         if motion not in POLICIES:
             raise VideoError(f"unknown motion policy {motion!r}: use one of {', '.join(POLICIES)}")
@@ -72,7 +84,12 @@ class VideoReader:
         self.block = block
         self.decoded = 0  # frames the last frames() call decoded (ranges seek: fewer)
         self._damage = DamageLog()
-        self._input: ContainerSource = FileSource(source, self.name, stream)
+        self.live = is_live(source) if live is None else bool(live)
+        self._input: ContainerSource = (
+            LiveSource(source, self.name, stream, timeout=timeout, format=format)
+            if self.live
+            else FileSource(source, self.name, stream, format=format)
+        )
         try:
             inp = self._input
             try:
@@ -97,6 +114,11 @@ class VideoReader:
     def truncated(self) -> bool:
         """The last pass ended before the stream's end (cut off, or the decoder gave up)."""
         return self._input.truncated
+
+    @property
+    def truncation_reason(self) -> str | None:
+        """Why the last pass stopped early (None when it was not truncated)."""
+        return self._input.truncation_reason
 
     @property
     def motion_source(self) -> str:

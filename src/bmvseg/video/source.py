@@ -55,6 +55,7 @@ class ContainerSource:
     def __init__(self, name: str) -> None:
         self.name = name
         self.truncated = False
+        self.truncation_reason: str | None = None  # why the last pass stopped early
         self.stream_notice: str | None = None  # which of several video streams is read
         self.fps_notice: str | None = None  # the container's frame rate was not believed
         self.rotation = 0
@@ -156,9 +157,12 @@ class ContainerSource:
             return
         yield from out
 
+    def _start_pass(self) -> None:
+        self.truncated, self.truncation_reason = False, None
+
     def _mark_truncated(self, exc: Exception | str) -> None:
-        self.truncated = True
-        log.info("%s: decoding stopped early (%s)", self.name, reason(exc))
+        self.truncated, self.truncation_reason = True, reason(exc)
+        log.info("%s: decoding stopped early (%s)", self.name, self.truncation_reason)
 
     def close(self) -> None:
         self._pending = None
