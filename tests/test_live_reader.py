@@ -188,6 +188,24 @@ def test_standard_input(clip, tmp_path):
         )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == digest
+    silent = (  # a writer that never writes: the wait ends after the time-out, with one line
+        "from bmvseg.errors import VideoError\n"
+        "from bmvseg.video.reader import VideoReader\n"
+        "try:\n"
+        "    VideoReader('-', timeout=1)\n"
+        "except VideoError as exc:\n"
+        "    print(exc)\n"
+    )
+    read_fd, write_fd = os.pipe()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", silent], stdin=read_fd, capture_output=True, text=True,
+            env=env, timeout=HANG_S,
+        )
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+    assert done.stdout.strip() == "<stdin>: no answer within 1 s (is the sender running?)"
 
 
 def test_a_url_that_never_answers_is_one_line_after_the_timeout():

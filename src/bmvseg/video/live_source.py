@@ -6,8 +6,8 @@ carries the in-band SPS the motion policy reads) and FFmpeg's own stream analysi
 B-frames the first packet does not announce switch ``auto`` to re-encoding when they show up,
 see :mod:`bmvseg.video.motion_source`).  A second pass is refused: the frames are gone.
 
-Waiting is bounded where FFmpeg reads the input itself (URLs, ``-``): ``timeout`` seconds to
-open, and as long again for each read.  A URL that never answers fails at open with one line;
+Waiting is bounded for URLs and ``-``: ``timeout`` seconds to open, and as long again for each
+read.  A URL that never answers fails at open with one line;
 a stream that stalls later, or breaks off in a way the demuxer or decoder sees, ends the pass
 with ``truncated`` True and the reason in ``truncation_reason``; a sender that closes the
 connection ends it as a stream that ended.  A file object is read through Python and a named
@@ -17,9 +17,12 @@ blocks until one comes).
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import select
 import stat
+from collections.abc import Iterator
 from typing import BinaryIO
 
 import av
@@ -61,7 +64,7 @@ class LiveSource(ContainerSource):
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
             raise VideoError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.timeout = float(timeout)
-        container = self._open(_target(source, name), format)
+        container = self._open(_target(source, name, self.timeout), format)
         try:
             self._setup(container, stream, 1)
         except BaseException:
@@ -73,7 +76,7 @@ class LiveSource(ContainerSource):
             container = av.open(
                 target, mode="r", format=format, options=_OPTIONS, timeout=self.timeout
             )
-        except av.error.ExitError:
+        except (av.error.ExitError, TimeoutError):
             raise VideoError(
                 f"{self.name}: no answer within {self.timeout:g} s (is the sender running?)"
             ) from None
@@ -92,16 +95,23 @@ class LiveSource(ContainerSource):
         opened, self._pending = self._pending, None
         return opened
 
+    def frames(self, opened: OpenedStream) -> Iterator[av.VideoFrame]:
+        try:
+            yield from super().frames(opened)
+        except OSError as exc:  # standard input's time-out, a file object's dropped socket
+            self._mark_truncated(exc)
+
     def _mark_truncated(self, exc: Exception | str) -> None:
         if isinstance(exc, av.error.ExitError):
             exc = f"no data for {self.timeout:g} s"
         super()._mark_truncated(exc)
 
 
-def _target(source: str | os.PathLike | BinaryIO, name: str) -> object:
-    """What ``av.open`` reads: ``pipe:0`` for ``-``, a URL or path as is, a file object."""
+def _target(source: str | os.PathLike | BinaryIO, name: str, timeout: float) -> object:
+    """What ``av.open`` reads: standard input with a time-out for ``-``, a URL or path as is,
+    a file object."""
     if source == "-":
-        return "pipe:0"
+        return _TimedPipe(0, timeout)
     if isinstance(source, os.PathLike) or (isinstance(source, str) and not is_live(source)):
         path = os.fspath(source)
         try:
@@ -112,3 +122,23 @@ def _target(source: str | os.PathLike | BinaryIO, name: str) -> object:
             raise VideoError(f"{name}: is a directory, not a video")
         return path
     return source
+
+
+class _TimedPipe(io.RawIOBase):
+    """A file descriptor read with at most ``timeout`` seconds of waiting for each chunk
+    (FFmpeg's own pipe reading blocks with no time-out)."""
+
+    def __init__(self, fd: int, timeout: float) -> None:
+        super().__init__()
+        self._fd, self._timeout = fd, timeout
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        ready, _, _ = select.select([self._fd], [], [], self._timeout)
+        if not ready:
+            raise TimeoutError(f"no data for {self._timeout:g} s")
+        data = os.read(self._fd, len(buffer))
+        buffer[: len(data)] = data
+        return len(data)

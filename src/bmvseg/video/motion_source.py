@@ -1,8 +1,8 @@
 """Where a frame's motion comes from: the :class:`MotionSource` protocol and the policy.
 
-Every frame ``t >= 1`` gets a :class:`~bmvseg.video.motion.MotionField` relative to frame
-``t - 1`` whatever the stream's structure; frame 0 gets an all-invalid field.  The *motion
-policy* picks the source:
+A motion source gives every decoded frame its :class:`~bmvseg.video.motion.MotionField`
+(the convention is :mod:`bmvseg.video.motion`'s, the indexing :mod:`bmvseg.video.frame`'s)
+whatever the stream's own reference structure.  The *motion policy* picks the source:
 
 ``native``
     :class:`~bmvseg.video.native_vectors.NativeVectors`: the stream's own vectors.  Frames
