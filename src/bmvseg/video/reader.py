@@ -39,7 +39,12 @@ from bmvseg.video.frame import Frame
 from bmvseg.video.inputs import describe
 from bmvseg.video.live_source import LiveSource, is_live
 from bmvseg.video.motion import MotionField, grid_shape
-from bmvseg.video.motion_source import POLICIES, choose_motion_source, open_motion_source
+from bmvseg.video.motion_source import (
+    POLICIES,
+    MotionSource,
+    choose_motion_source,
+    open_motion_source,
+)
 from bmvseg.video.probe import MAX_FPS, pick_stream
 from bmvseg.video.source import ContainerSource
 
@@ -90,23 +95,28 @@ class VideoReader:
             if self.live
             else FileSource(source, self.name, stream, format=format)
         )
+        inp = self._input
         try:
-            inp = self._input
-            try:
-                self._motion = open_motion_source(
-                    motion, inp.codec_info, inp.height, inp.width, block, self.name
-                )
-            except ValueError as exc:
-                raise VideoError(f"{self.name}: {exc}") from None
+            self._motion = self._open_motion()
             inp.decode_first(self._motion.decoder_options)
         except BaseException:
-            self._input.close()
+            inp.close()
             raise
         # The stream's facts, fixed once opened.
         self.width, self.height, self.fps = inp.width, inp.height, inp.fps
         self.frame_count, self.rotation = inp.frame_count, inp.rotation
         self.stream_index, self.codec_info = inp.stream_index, inp.codec_info
         self.stream_notice, self.fps_notice = inp.stream_notice, inp.fps_notice
+
+    def _open_motion(self) -> MotionSource:
+        """The motion source the policy picks for this stream's facts."""
+        inp = self._input
+        try:
+            return open_motion_source(
+                self.policy, inp.codec_info, inp.height, inp.width, self.block, self.name
+            )
+        except ValueError as exc:
+            raise VideoError(f"{self.name}: {exc}") from None
 
     # -- what is known so far ------------------------------------------------------------------
 
