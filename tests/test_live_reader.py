@@ -10,6 +10,7 @@ stalls or hangs up ends the frames cleanly with what arrived.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import os
 import socket
@@ -173,8 +174,8 @@ def test_standard_input(clip, tmp_path):
     digest = hashlib.sha256(repr(read_file(path, images=False)).encode()).hexdigest()
     code = (
         "import hashlib\n"
-        "from test_live_reader import key\n"
         "from bmvseg.video.reader import VideoReader\n"
+        f"{inspect.getsource(key)}\n"
         "with VideoReader('-') as r:\n"
         "    keys = [key(f) for f in r.frames(images=False)]\n"
         "    assert r.live and r.frame_count is None and r.name == '<stdin>'\n"
@@ -184,7 +185,7 @@ def test_standard_input(clip, tmp_path):
     with open(path, "rb") as stdin:
         done = subprocess.run(
             [sys.executable, "-c", code], stdin=stdin, capture_output=True, text=True,
-            env=env, cwd=Path(__file__).parent, timeout=HANG_S,
+            env=env, timeout=HANG_S,
         )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == digest
