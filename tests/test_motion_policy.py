@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bmvseg.video.reader import choose_motion_source
+from bmvseg.video.motion_source import choose_motion_source
 
 H264 = {"codec": "h264", "refs": 1, "max_num_reorder_frames": 0, "has_b_frames": False,
         "reordered_packets": False, "intra_only": False, "interlaced": False}  # fmt: skip

@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-import bmvseg.video.reader as reader_module
+import bmvseg.video.probe as probe_module
 from bmvseg.data.textures import moving_texture_clip
 from bmvseg.errors import VideoError
 from bmvseg.video.encode import X264_ONE_REF, encode_video
@@ -86,7 +86,7 @@ def test_file_object_and_read_motion(clip_frames):
 def test_b_frame_found_late_switches_to_reencoding(tmp_path, clip_frames, monkeypatch):
     """A stream whose B-frames the open-time probe misses is re-encoded from the first B on."""
     path = _write(tmp_path, clip_frames, "b.m2v", codec="mpeg2video", options={"bf": "2"})
-    monkeypatch.setattr(reader_module, "_PROBE_PACKETS", 1)  # probe too short to see them
+    monkeypatch.setattr(probe_module, "_PROBE_PACKETS", 1)  # probe too short to see them
     r = VideoReader(path)
     assert r.motion_source == "native"
     frames = list(r.frames(images=False))

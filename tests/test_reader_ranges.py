@@ -14,7 +14,7 @@ import av
 import numpy as np
 import pytest
 
-import bmvseg.video.reader as reader_module
+import bmvseg.video.reencoder as reencoder_module
 from bmvseg.data.textures import moving_texture_clip
 from bmvseg.video.encode import encode_video
 from bmvseg.video.reader import VideoReader
@@ -60,7 +60,7 @@ def test_every_start_equals_the_full_run(ext, motion, frames, tmp_path):
 @pytest.mark.parametrize("segment, ext", [(7, "mp4"), (12, "mkv")])
 def test_reencoding_segments_make_ranges_exact(segment, ext, frames, tmp_path, monkeypatch):
     """Segment boundaries inside the clip (the default, 60, lies past its 40 frames)."""
-    monkeypatch.setattr(reader_module, "REENCODE_SEGMENT", segment)
+    monkeypatch.setattr(reencoder_module, "REENCODE_SEGMENT", segment)
     path = tmp_path / f"clip.{ext}"
     encode_video(frames, path, options=ONE_REF_KEYINT)
     _check_every_start(path, "reencode", expect_seek=True)

@@ -29,7 +29,7 @@ from bmvseg.run.stream import collected_every, open_video
 from bmvseg.schemes.engine import Engine, FrameResult
 from bmvseg.schemes.timing import StageTimer
 from bmvseg.video.encode import OVERLAY_OPTIONS, VideoWriter
-from bmvseg.video.reader import Frame
+from bmvseg.video.frame import Frame
 
 
 def segment_to_dir(

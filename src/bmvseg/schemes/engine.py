@@ -50,7 +50,7 @@ from bmvseg.schemes.propagation import (
     warp_features,
 )
 from bmvseg.schemes.timing import StageTimer
-from bmvseg.video.reader import Frame
+from bmvseg.video.frame import Frame
 
 SCHEMES = ("per-frame", "prop-flow", "prop-bmv", "inter-bmv")
 # Keyframe reasons that open another scene: inter-BMV does not warp that keyframe's features back

@@ -84,7 +84,7 @@ from typing import Protocol
 import numpy as np
 
 from bmvseg.errors import BmvsegError
-from bmvseg.video.reader import Frame
+from bmvseg.video.frame import Frame
 
 # "adaptive" spends its budget (spare keyframes evenly); "adaptive-lean" saves what the stream
 # does not ask for (a static camera gets a keyframe every max_interval frames).
