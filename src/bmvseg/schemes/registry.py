@@ -10,6 +10,7 @@ from __future__ import annotations
 from bmvseg.errors import BmvsegError
 from bmvseg.schemes.base import Scheme, Traits
 from bmvseg.schemes.inter_bmv import InterBmv
+from bmvseg.schemes.inter_flow import InterFlow
 from bmvseg.schemes.per_frame import PerFrame
 from bmvseg.schemes.prop_bmv import PropBmv
 from bmvseg.schemes.prop_flow import PropFlow
@@ -19,6 +20,7 @@ _REGISTERED: tuple[type[Scheme], ...] = (
     PropFlow,
     PropBmv,
     InterBmv,
+    InterFlow,
 )
 SCHEME_CLASSES: dict[str, type[Scheme]] = {cls.name: cls for cls in _REGISTERED}
 SCHEMES = tuple(SCHEME_CLASSES)  # in the order the benchmark's tables list them
