@@ -125,4 +125,5 @@ def _type_name(t) -> str:
         return "None"
     if t is os.PathLike:
         return "a path"
-    return {str: "a string", int: "an integer", bool: "True or False"}.get(t, t.__name__)
+    names = {str: "a string", int: "an integer", bool: "True or False"}
+    return names.get(t, f"a {t.__module__}.{t.__qualname__}")
