@@ -8,6 +8,7 @@ wrong type or value is one :class:`~bmvseg.errors.BmvsegError` naming the keywor
 
 from __future__ import annotations
 
+import functools
 import os
 import types
 import typing
@@ -92,13 +93,18 @@ def check_annotated(record) -> None:
     is checked without a list kept beside it.  ``bool`` is not accepted for ``int`` (nor the
     reverse), and ``os.PathLike`` accepts any path object.
     """
-    hints = typing.get_type_hints(type(record))
-    for f in fields(record):
-        value = getattr(record, f.name)
-        allowed = _types(hints[f.name])
+    for name, allowed in _field_types(type(record)):
+        value = getattr(record, name)
         if not _fits(value, allowed):
             names = " or ".join(_type_name(t) for t in allowed)
-            raise BmvsegError(f"{f.name} must be {names}, got {value!r}")
+            raise BmvsegError(f"{name} must be {names}, got {value!r}")
+
+
+@functools.cache
+def _field_types(cls: type) -> tuple[tuple[str, tuple], ...]:
+    """Each field of the dataclass ``cls`` and the types its annotation allows (read once)."""
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, _types(hints[f.name])) for f in fields(cls))
 
 
 def _types(hint) -> tuple:
