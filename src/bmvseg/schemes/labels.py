@@ -108,7 +108,9 @@ def labels_from_lowres_logits(
     ``F.interpolate(logits, out_hw, mode="bilinear", align_corners=False)[0].argmax(0)``
     except at exact ties (see the module docstring).  ``void_index`` names an output that is
     not a class: it is dropped before the arg-max and the ids above it move down by one (as
-    :meth:`~bmvseg.models.base.SegmentationModel.map_outputs` does).
+    :meth:`~bmvseg.models.base.SegmentationModel.map_outputs` does).  The engine's other path,
+    for models that upsample inside their task network, is
+    :func:`~bmvseg.schemes.engine.argmax_labels`.
     """
     labels, _ = labels_and_share(logits, out_hw, void_index)
     return labels

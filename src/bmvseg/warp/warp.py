@@ -111,8 +111,9 @@ def backward_flow(forward: torch.Tensor) -> torch.Tensor:
 class Sampler(NamedTuple):
     """A flow prepared for warping: per output pixel, four source rows and their weights.
 
-    Built once per flow (:func:`sampler`) and applied to any map of that size and batch
-    (:func:`warp_with`), e.g. to every feature tensor of a model at one stride.
+    Built once per flow (:func:`sampler`; :class:`PreparedFlow` keeps it with its flow) and
+    applied to any map of that size and batch (:func:`warp_with`), e.g. to every feature map
+    carried along one frame's motion.
     """
 
     index: torch.Tensor  # (N * h * w, 4) rows of the (N * h * w, C) channels-last map
