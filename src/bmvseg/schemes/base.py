@@ -13,17 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
 
-from bmvseg.models.base import Features
+from bmvseg.models.base import Features, SegmentationModel
+from bmvseg.schemes.fusion import ConvFusion
 from bmvseg.schemes.propagation import Carrier, Flows, flows_prev_to_cur
+from bmvseg.schemes.timing import StageTimer
 from bmvseg.video.reader import Frame
-
-if TYPE_CHECKING:
-    from bmvseg.schemes.engine import Engine
 
 Marked = Iterator[tuple[Frame, str | None]]  # frames with why each is a keyframe (None: not)
 
@@ -73,11 +72,25 @@ class Scheme(Protocol):
         ...
 
 
+class Networks(Protocol):
+    """What a scheme asks of the engine that runs it (:class:`~bmvseg.schemes.engine.Engine`)."""
+
+    cfg: Any  # its EngineConfig (bmvseg.schemes.config, which reads the traits declared here)
+    model: SegmentationModel
+    conv: ConvFusion | None
+    timer: StageTimer
+
+    def features(self, frame: Frame) -> Features: ...
+
+    def labels(self, feats: Features, hw: tuple[int, int]
+               ) -> tuple[np.ndarray, torch.Tensor | None]: ...  # fmt: skip
+
+
 class RunContext:
     """What the scheme of one run shares with the engine: the networks, the frames wanted,
     the image size, and (for motion schemes) the engine's shared carrier if it has one."""
 
-    def __init__(self, engine: Engine, wanted: Container[int] | None,
+    def __init__(self, engine: Networks, wanted: Container[int] | None,
                  carrier: Carrier | None = None) -> None:  # fmt: skip
         self.engine = engine
         self.config = engine.cfg
