@@ -4,7 +4,7 @@ Four sections (pick with ``--only``), each printed as a Markdown table:
 
 * ``labels``: full-size labels from low-resolution logits: the dense path (bilinear upsample
   to full size, then arg-max: what ``Engine.result`` did) against
-  :func:`bmvseg.schemes.labels.labels_from_logits`, with the share of cells that needed
+  :func:`bmvseg.schemes.labels.labels_from_lowres_logits`, with the share of cells that needed
   full-resolution work and the number of pixels whose labels differ (ties only are allowed).
   Logits are "real-looking" (smooth class regions + margin + noise) at stride 4 and 8, and the
   shipped ``enet_lite`` model's own logits on CamVid test frames when ``--camvid`` is given.
@@ -226,7 +226,7 @@ def bench_frame(repeat: int, camvid: Path | None) -> None:
     """One inter-BMV intermediate frame of the shipped model at 960x540, warps to labels."""
     from bmvseg.data.textures import smooth_texture
     from bmvseg.models.registry import build_model
-    from bmvseg.schemes.labels import labels_from_logits
+    from bmvseg.schemes.labels import labels_from_lowres_logits
 
     model = build_model("enet_lite")
     h, w = 540, 960
@@ -249,7 +249,7 @@ def bench_frame(repeat: int, camvid: Path | None) -> None:
 
         def new() -> np.ndarray:
             fused = 0.5 * warp(key, flow) + 0.5 * warp(key, -flow)
-            return labels_from_logits(model.head(fused), (h, w))
+            return labels_from_lowres_logits(model.head(fused), (h, w))
 
         same = float((old() == new()).mean())
         old_ms, new_ms = medians(repeat, old, new)

@@ -34,6 +34,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from bmvseg.schemes.config import EngineConfig
+
 sys.path.insert(0, str(Path(__file__).parent))
 from memory import generate  # noqa: E402  (bench/ is not a package)
 
@@ -135,7 +137,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=1, help="torch threads of the single process")
     p.add_argument("--chunk-frames", type=int, default=300)
-    p.add_argument("--scheme", default="inter-bmv")
+    p.add_argument("--scheme", default=EngineConfig().scheme)
     p.add_argument("-k", type=int, default=5)
     p.add_argument("--overlay", action="store_true", help="also write overlays")
     p.add_argument("--modes", default="single,workers,cluster")

@@ -28,15 +28,16 @@ import numpy as np
 import torch
 
 from bmvseg.data.images import read_rgb
-from bmvseg.evaluation.sweep import Variant
+from bmvseg.evaluation.sweep import variants_of
 from bmvseg.evaluation.throughput import BASELINE_TOLERANCE, baseline_spread, sweep
 from bmvseg.models.registry import default_weights_path
 from bmvseg.run.build import prepare_model
 from bmvseg.run.options import RunOptions
+from bmvseg.schemes.config import EngineConfig
+from bmvseg.schemes.registry import SCHEMES
 from bmvseg.video.encode import encode_video
 
-VARIANTS = [Variant("per-frame"), Variant("prop-flow"), Variant("prop-bmv"),
-            Variant("inter-bmv", "avg")]  # fmt: skip
+VARIANTS = variants_of(SCHEMES, [EngineConfig().fusion])  # every scheme, the default fusion
 # The two formats: what a camera or an export writes (B-frames, several references) and an
 # MPEG-4 part 2 file as older cameras and screen grabbers write it.
 FORMATS = {

@@ -12,6 +12,7 @@ import pytest
 from bmvseg.cli.main import main
 from bmvseg.data.textures import moving_texture_clip
 from bmvseg.models.registry import default_weights_path
+from bmvseg.schemes.registry import SCHEMES
 from bmvseg.video.encode import X264_ONE_REF, encode_video
 
 COLUMNS = {"scheme", "fusion", "interval", "miou_avg", "miou_min", "fps", "speedup"}
@@ -59,7 +60,7 @@ def test_quick_rows_follow_the_protocol(quick: Path) -> None:
     assert float(per_frame[0]["speedup"]) == 1.0
     base = float(per_frame[0]["miou_avg"])
     schemes = {(r["scheme"], r["fusion"]) for r in rows} - {("per-frame", "")}
-    assert {s for s, _ in schemes} == {"prop-flow", "prop-bmv", "inter-bmv"}
+    assert {s for s, _ in schemes} == set(SCHEMES) - {"per-frame"}  # every registered scheme
     for r in rows:
         assert float(r["miou_min"]) <= float(r["miou_avg"]) + 1e-6
         if r["interval"] == "1":  # every scheme at k = 1 is per-frame

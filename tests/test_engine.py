@@ -14,6 +14,7 @@ from bmvseg.errors import BmvsegError
 from bmvseg.models.base import SegmentationModel
 from bmvseg.models.registry import build_model
 from bmvseg.schemes.engine import SCHEMES, Engine, EngineConfig
+from bmvseg.schemes.registry import scheme_traits
 from bmvseg.video.encode import X264_ONE_REF, encode_video
 from bmvseg.video.reader import VideoReader
 
@@ -63,7 +64,7 @@ def test_interval_one_is_per_frame(model, clips, scheme) -> None:
         assert np.array_equal(a.labels, b.labels)
 
 
-@pytest.mark.parametrize("scheme", ["prop-bmv", "inter-bmv"])
+@pytest.mark.parametrize("scheme", ["prop-bmv", "inter-bmv", "prop-flow", "inter-flow"])
 @pytest.mark.parametrize("n", [3, 4])
 def test_static_video_equals_per_frame(model, clips, scheme, n) -> None:
     ref = run(model, clips["static"], "per-frame", 1)
@@ -95,10 +96,11 @@ def test_every_frame_once_in_order_with_tail(model, clips, scheme) -> None:
     out = run(model, clips["moving"], scheme, 5)  # 13 frames: tail of 3 after keyframe 10
     assert [r.index for r in out] == list(range(13))
     keys = [r.index for r in out if r.keyframe]
+    traits = scheme_traits(scheme)
     expected = (
-        [0, 5, 10, 12]
-        if scheme == "inter-bmv"
-        else ([0, 5, 10] if scheme != "per-frame" else list(range(13)))
+        ([0, 5, 10, 12] if traits.fuses else [0, 5, 10])  # fusing: the tail is closed
+        if traits.uses_interval
+        else list(range(13))
     )
     assert keys == expected
     assert all(r.offset == 0 for r in out if r.keyframe)
@@ -112,7 +114,7 @@ def test_inter_bmv_keyframes_equal_per_frame(model, clips) -> None:
             assert np.array_equal(r.labels, ref[r.index].labels)
 
 
-@pytest.mark.parametrize("scheme", ["prop-bmv", "inter-bmv", "prop-flow"])
+@pytest.mark.parametrize("scheme", ["prop-bmv", "inter-bmv", "prop-flow", "inter-flow"])
 @pytest.mark.parametrize("accumulate", [False, True])
 def test_ranges_concatenate_to_whole_run(model, clips, scheme, accumulate) -> None:
     whole = run(model, clips["moving"], scheme, 4, accumulate=accumulate)
@@ -128,13 +130,16 @@ def test_range_must_start_on_keyframe(model, clips) -> None:
         run(model, clips["moving"], "inter-bmv", 4, 3, 8)
 
 
-def test_prop_flow_follows_a_gentle_pan(model, clips) -> None:
+@pytest.mark.parametrize("scheme", ["prop-flow", "inter-flow"])
+def test_optical_flow_follows_a_gentle_pan(model, clips, scheme) -> None:
     # DIS cannot lock onto 16 px/frame at 128x96 (its pyramid is too shallow), so a slower pan.
+    n = 3
     ref = run(model, clips["slow_pan"], "per-frame", 1)
-    out = run(model, clips["slow_pan"], "prop-flow", 3)
+    out = run(model, clips["slow_pan"], scheme, n)
     for a, b in zip(ref, out, strict=True):
         right = W - 16 - 4 * b.offset
-        assert (a.labels[16:-16, 16:right] == b.labels[16:-16, 16:right]).mean() >= 0.9
+        left = 16 + (4 * (n - b.offset) if scheme_traits(scheme).fuses and b.offset else 0)
+        assert (a.labels[16:-16, left:right] == b.labels[16:-16, left:right]).mean() >= 0.9
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
@@ -158,7 +163,8 @@ def test_lean_labels_equal_full_upsample_then_argmax(model, clips, scheme) -> No
 CUT_OPTIONS = {"qp": "12", "refs": "1", "bframes": "0"}
 
 
-def test_adaptive_keyframes_put_a_keyframe_on_a_hard_cut(model, tmp_path) -> None:
+@pytest.mark.parametrize("scheme", [s for s in SCHEMES if scheme_traits(s).fuses])
+def test_adaptive_keyframes_put_a_keyframe_on_a_hard_cut(model, tmp_path, scheme) -> None:
     """A cut at a frame that is not a multiple of k gets a keyframe, and no frame before the cut
     is interpolated from features after it; the budget of fixed placement is kept."""
     n, cut, T = 5, 13, 30
@@ -167,7 +173,7 @@ def test_adaptive_keyframes_put_a_keyframe_on_a_hard_cut(model, tmp_path) -> Non
     b = [255 - f for f in b]  # another scene: other texture, other colours
     video = tmp_path / "cut.mp4"
     encode_video([*a, *b], video, options=CUT_OPTIONS)
-    out = run(model, video, "inter-bmv", n, keyframes="adaptive")
+    out = run(model, video, scheme, n, keyframes="adaptive")
     keys = {r.index: r.reason for r in out if r.keyframe}
     assert keys.get(cut) is not None, keys
     assert all(min(k for k in keys if k > t) <= cut for t in range(cut) if t not in keys)
@@ -176,12 +182,12 @@ def test_adaptive_keyframes_put_a_keyframe_on_a_hard_cut(model, tmp_path) -> Non
     b2 = [np.roll(f, 37, axis=1) for f in b]
     video2 = tmp_path / "cut2.mp4"
     encode_video([*a, *b2], video2, options=CUT_OPTIONS)
-    out2 = run(model, video2, "inter-bmv", n, keyframes="adaptive")
+    out2 = run(model, video2, scheme, n, keyframes="adaptive")
     assert [r.index for r in out2 if r.keyframe] == sorted(keys)
     for r1, r2 in zip(out[:cut], out2[:cut], strict=True):
         assert np.array_equal(r1.labels, r2.labels), r1.index
     assert len(keys) <= -(-T // n) + 1
-    fixed = [r.index for r in run(model, video, "inter-bmv", n) if r.keyframe]
+    fixed = [r.index for r in run(model, video, scheme, n) if r.keyframe]
     assert cut not in fixed  # not vacuous: fixed placement interpolates across the cut
 
 
@@ -194,3 +200,15 @@ def test_overlay_marks_keyframes() -> None:
     other = overlay_frame(img, labels, CAMVID_PALETTE, keyframe=False)
     assert (key[0] == 255).all() and (key[:, -1] == 255).all()
     assert np.array_equal(key[10:-10, 10:-10], other[10:-10, 10:-10]) and (other[0] < 255).all()
+
+
+def test_inter_flow_on_a_static_video_warps_by_the_identity(model, clips) -> None:
+    """Every image of a static video is the same, so DIS finds (almost) no motion: the features
+    of a frame between two keyframes are the keyframes' own, fused with weights summing to 1."""
+    ref = run(model, clips["static"], "per-frame", 1, keep_features=True)
+    out = run(model, clips["static"], "inter-flow", 4, keep_features=True)
+    assert [r.index for r in out if r.keyframe] == [0, 4, 8]
+    for a, b in zip(ref, out, strict=True):
+        for fa, fb in zip(a.features, b.features, strict=True):
+            assert (fa - fb).abs().max() <= 0.02 * fa.abs().max(), b.index
+        assert (a.labels == b.labels).mean() > 0.999, b.index

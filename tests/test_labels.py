@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bmvseg.schemes.labels import _near_method, _tiles, labels_and_share, labels_from_logits
+from bmvseg.schemes.labels import _near_method, _tiles, labels_and_share, labels_from_lowres_logits
 
 
 def blob_logits(k: int, h: int, w: int, seed: int = 0, cell: int = 10) -> torch.Tensor:
@@ -23,7 +23,7 @@ def blob_logits(k: int, h: int, w: int, seed: int = 0, cell: int = 10) -> torch.
 
 def ties_only(logits: torch.Tensor, hw: tuple[int, int], void_index: int | None = None) -> int:
     """Assert the sparse labels differ from the dense ones only at exact ties; count those."""
-    labels = labels_from_logits(logits, hw, void_index)
+    labels = labels_from_lowres_logits(logits, hw, void_index)
     assert labels.shape == hw and labels.dtype == np.uint8
     if void_index is not None:
         logits = logits[:, [i for i in range(logits.shape[1]) if i != void_index]]
@@ -97,7 +97,7 @@ def test_downsampling_and_same_size() -> None:
 def test_void_output_is_dropped() -> None:
     logits = blob_logits(6, 20, 24, seed=2)
     logits[:, 2] += 100.0  # void would win everywhere if it were a class
-    labels = labels_from_logits(logits, (80, 96), void_index=2)
+    labels = labels_from_lowres_logits(logits, (80, 96), void_index=2)
     assert labels.max() <= 4
     assert ties_only(logits, (80, 96), void_index=2) == 0
 
@@ -105,7 +105,7 @@ def test_void_output_is_dropped() -> None:
 def test_never_predicted_class_stays_unpredicted() -> None:
     logits = blob_logits(4, 16, 16, seed=4)
     logits[:, 1] = float("-inf")  # a reported class no output maps to
-    labels = labels_from_logits(logits, (64, 64))
+    labels = labels_from_lowres_logits(logits, (64, 64))
     assert not (labels == 1).any()
     finite = logits.clone()
     finite[:, 1] = -1e30
@@ -134,4 +134,4 @@ def test_pixel_to_source_mapping_is_the_kernels(n_in: int, n_out: int) -> None:
 
 def test_bad_shapes_are_refused() -> None:
     with pytest.raises(ValueError, match="logits must be"):
-        labels_from_logits(torch.zeros(2, 3, 4, 4), (8, 8))
+        labels_from_lowres_logits(torch.zeros(2, 3, 4, 4), (8, 8))

@@ -27,7 +27,8 @@ from bmvseg.warp import backward_flow, field_to_flow, warp
 
 H, W, T = 64, 96, 12
 VARIANTS = [Variant("prop-flow"), Variant("prop-bmv"), Variant("inter-bmv", "avg"),
-            Variant("inter-bmv", "max"), Variant("inter-bmv", "conv")]  # fmt: skip
+            Variant("inter-bmv", "max"), Variant("inter-bmv", "conv"), Variant("inter-flow", "avg"),
+            Variant("inter-flow", "conv")]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +116,8 @@ def test_fusion_training_uses_the_engine_interpolation(model, conv, tmp_path) ->
         assert torch.allclose(logits, res[2].logits, atol=1e-5), op
 
 
-def test_benchmark_phase_zero_is_what_segment_writes(model, video, tmp_path) -> None:
+@pytest.mark.parametrize("scheme", ["inter-bmv", "inter-flow"])
+def test_benchmark_phase_zero_is_what_segment_writes(model, video, tmp_path, scheme) -> None:
     """``phases.csv`` at phase 0 against per-frame equals the agreement of two ``bmvseg segment``
     runs' label PNGs on the frames that phase scores."""
     import csv
@@ -131,9 +133,10 @@ def test_benchmark_phase_zero_is_what_segment_writes(model, video, tmp_path) -> 
     common = ["--weights", str(weights), "--no-overlay"]
     assert main(["segment", str(video), "-o", str(tmp_path / "pf"), "--scheme", "per-frame",
                  *common]) == 0  # fmt: skip
-    assert main(["segment", str(video), "-o", str(tmp_path / "ib"), "-k", str(n), *common]) == 0
+    assert main(["segment", str(video), "-o", str(tmp_path / "ib"), "-k", str(n), "--scheme",
+                 scheme, *common]) == 0  # fmt: skip
     assert main(["benchmark", str(video), "--reference", "per-frame", "-o", str(tmp_path / "b"),
-                 "--weights", str(weights), "--schemes", "inter-bmv", "--fusions", "avg",
+                 "--weights", str(weights), "--schemes", scheme, "--fusions", "avg",
                  "--intervals", str(n), "--no-throughput"]) == 0  # fmt: skip
     with open(tmp_path / "b" / "phases.csv") as fh:
         (row,) = [r for r in csv.DictReader(fh) if r["phase"] == "0"]

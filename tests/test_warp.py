@@ -10,7 +10,17 @@ from hypothesis import strategies as st
 from bmvseg.schemes.fusion import ConvFusion, fuse, interval_weights
 from bmvseg.schemes.propagation import propagate
 from bmvseg.video.motion import MotionField
-from bmvseg.warp import backward_flow, compose, field_to_flow, sampler, warp, warp_pair, warp_with
+from bmvseg.warp import (
+    PreparedFlow,
+    backward_flow,
+    compose,
+    field_to_flow,
+    field_to_flows,
+    sampler,
+    warp,
+    warp_pair,
+    warp_with,
+)
 
 
 def smooth_map(c: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
@@ -168,3 +178,26 @@ def test_fusion_weights_follow_the_paper() -> None:
     assert torch.allclose(mx, torch.full_like(mx, 0.75))
     (cv,) = fuse((ff,), (fb,), 1, 4, "conv", ConvFusion([2]))  # initialised to avg
     assert torch.allclose(cv, avg)
+
+
+def test_a_prepared_flow_builds_its_sampler_once_and_warps_as_warp_does() -> None:
+    flow = const_flow(1.3, -0.6, 16, 20)
+    prepared = PreparedFlow(flow)
+    maps = [smooth_map(4, 16, 20, seed=s) for s in (1, 2)]
+    outs = [prepared.warp(m) for m in maps]
+    built = prepared._sampler
+    assert prepared.warp(maps[0]) is not None and prepared._sampler is built  # reused
+    for m, out in zip(maps, outs, strict=True):
+        assert torch.equal(out, warp(m, flow))
+    still = PreparedFlow(torch.zeros(1, 2, 16, 20))
+    assert still.warp(maps[0]) is maps[0] and still._sampler is None  # static: no sampler at all
+
+
+def test_field_to_flows_fills_once_and_equals_one_grid_at_a_time() -> None:
+    rng = np.random.default_rng(0)
+    mv = rng.normal(0, 3, (4, 5, 2)).astype(np.float32)
+    valid = rng.random((4, 5)) > 0.3
+    field = MotionField(mv, valid, 16)
+    grids = [((16, 20), 4), ((8, 10), 8), ((2, 3), 32)]
+    for (hw, s), flow in zip(grids, field_to_flows(field, grids), strict=True):
+        assert torch.equal(flow, field_to_flow(field, hw, s))

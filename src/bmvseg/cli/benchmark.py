@@ -7,7 +7,7 @@ import argparse
 from bmvseg.cli.options import add_engine_arguments, run_options
 from bmvseg.errors import BmvsegError
 from bmvseg.evaluation.benchmark import DATASETS, BenchmarkSpec, run_benchmark
-from bmvseg.schemes.engine import SCHEMES
+from bmvseg.schemes.registry import SCHEMES, reference_scheme
 
 MAX_INTERVAL = 1000  # a keyframe every 1000 frames is already past any useful trade-off
 
@@ -50,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fusions", default="avg,max,conv",
                    help="inter-BMV fusions (conv only where fusion weights exist)")  # fmt: skip
     p.add_argument("--intervals", default="1-10", help="keyframe intervals, e.g. 1-10 or 1,2,5")
-    p.add_argument("--reference", choices=("per-frame",), help="score against per-frame labels")
+    p.add_argument("--reference", choices=(reference_scheme(),),
+                   help="score against the per-frame model's labels")
     p.add_argument("--quick", action="store_true",
                    help="a few intervals on a small generated clip (for CI)")  # fmt: skip
     p.add_argument("--max-frames", type=int, help="use only the first N frames of each video")

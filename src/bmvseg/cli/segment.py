@@ -7,10 +7,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bmvseg.cli.options import add_engine_arguments, run_options
+from bmvseg.cli.options import add_engine_arguments, add_scheme_arguments, run_options
 from bmvseg.run import segment_to_dir
-from bmvseg.schemes.engine import SCHEMES
-from bmvseg.schemes.fusion import FUSIONS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,13 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="input video(s): files, folders or glob patterns (any format FFmpeg "
                    "decodes); several make a job with one folder per video and OUTDIR/job.json")
     p.add_argument("-o", "--output", required=True, help="output directory")
-    p.add_argument("--scheme", choices=SCHEMES, default="inter-bmv")
-    p.add_argument("-k", "--keyframe-interval", type=int, default=5, metavar="N")
-    p.add_argument("--phase", type=int, default=0,
-                   help="fixed placement: keyframes at frames phase, phase + N, ... (default 0)")
-    p.add_argument("--fusion", choices=FUSIONS, default="avg",
-                   help="inter-BMV fusion (default avg: max, the paper's literal reading, "
-                   "collapses on models with signed features; conv needs trained weights)")
+    add_scheme_arguments(p)
     add_engine_arguments(p)
     p.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
     p.add_argument("--resume", action="store_true", help="continue a run that was interrupted")

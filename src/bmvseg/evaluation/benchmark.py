@@ -25,13 +25,13 @@ from bmvseg.errors import BmvsegError
 from bmvseg.evaluation import clips as clipsmod
 from bmvseg.evaluation import report, throughput
 from bmvseg.evaluation.placement import PLACEMENT_COLUMNS, compare_placements, placement_md
-from bmvseg.evaluation.sweep import AccuracySweep, Variant
+from bmvseg.evaluation.sweep import AccuracySweep, variants_of
 from bmvseg.models.registry import fusion_weights_for
 from bmvseg.output import claim_output_dir
 from bmvseg.run.build import load_conv_fusion, prepare_model
 from bmvseg.run.options import RunOptions
-from bmvseg.schemes.engine import SCHEMES
 from bmvseg.schemes.fusion import FUSIONS
+from bmvseg.schemes.registry import SCHEMES, scheme_class, scheme_traits
 
 DATASETS = ("camvid", "cityscapes", "synthetic")
 QUICK = {"intervals": [1, 2, 4], "frames": 24, "size": (120, 160)}
@@ -71,8 +71,7 @@ class BenchmarkSpec:
         if self.max_frames is not None and self.max_frames < 2:
             raise BmvsegError(f"--max-frames must be >= 2, got {self.max_frames}")
         for s in self.schemes:
-            if s not in SCHEMES:
-                raise BmvsegError(f"unknown scheme {s!r}; choose from {', '.join(SCHEMES)}")
+            scheme_class(s)  # a user error naming the choices if unknown
         for f in self.fusions:
             if f not in FUSIONS:
                 raise BmvsegError(f"unknown fusion {f!r}; choose from {', '.join(FUSIONS)}")
@@ -86,26 +85,22 @@ def run_benchmark(spec: BenchmarkSpec) -> tuple[str, list[str]]:
     t_start = time.perf_counter()
     spec.validate()
     opts = spec.options
-    if opts.model is None or opts.model == "":
-        opts.model = "synthetic_demo" if spec.dataset == "synthetic" else "enet_lite"
-    opts.validate()
+    if opts.model == "":  # the dataset's model
+        opts = opts.replace(model="synthetic_demo" if spec.dataset == "synthetic" else "enet_lite")
     model = prepare_model(opts)
     model_name = opts.model if isinstance(opts.model, str) else type(opts.model).__name__
     fusions, notes = list(spec.fusions), []
     conv = None
-    if "inter-bmv" in spec.schemes and "conv" in fusions:
+    if any(scheme_traits(s).fuses for s in spec.schemes) and "conv" in fusions:
         path = opts.fusion_weights or (fusion_weights_for(opts.model, opts.weights)
                                        if isinstance(opts.model, str) else None)  # fmt: skip
         if path is not None and Path(path).is_file():
             conv = load_conv_fusion(model, path)
-            opts.fusion_weights = str(path)
+            opts = opts.replace(fusion_weights=str(path))
         else:
             fusions.remove("conv")
             notes.append(f"conv fusion skipped: no fusion weights for {model_name}")
-    variants = [Variant("per-frame")] + [Variant(s) for s in spec.schemes
-                                         if s not in ("per-frame", "inter-bmv")]  # fmt: skip
-    if "inter-bmv" in spec.schemes:
-        variants += [Variant("inter-bmv", f) for f in fusions]
+    variants = variants_of(spec.schemes, fusions)
     identity = {"command": spec.command, "model": model_name, "weights": str(opts.weights)}
     inputs = [spec.video] if spec.video else []
     out = claim_output_dir(spec.output, "benchmark", identity, inputs=inputs,
@@ -155,7 +150,7 @@ def run_benchmark(spec: BenchmarkSpec) -> tuple[str, list[str]]:
         "results.csv": report.csv_text(table),
         "phases.csv": report.csv_text(sweep.phase_rows(), report.PHASE_COLUMNS),
         "table.md": report.table_md(table, spec.intervals, note),
-        "fusion.md": report.fusion_md(sweep, fusions, note + " Distance d: the frame sits d "
+        "fusion.md": report.fusion_md(sweep, variants, note + " Distance d: the frame sits d "
                                       "frames after one keyframe and d before the next (n = 2d); "
                                       "forward/backward = one direction only."),  # fmt: skip
     }

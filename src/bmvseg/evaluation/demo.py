@@ -21,19 +21,16 @@ from bmvseg.data.classes import colorize
 from bmvseg.data.synthetic.clip import read_clip, render_clip, write_clip
 from bmvseg.evaluation import report, throughput
 from bmvseg.evaluation.clips import ENCODING, EvalClip
-from bmvseg.evaluation.sweep import AccuracySweep, Variant
+from bmvseg.evaluation.sweep import AccuracySweep, variants_of
 from bmvseg.output import claim_output_dir
 from bmvseg.run.build import prepare_model
 from bmvseg.run.options import RunOptions
 from bmvseg.run.stream import segment
+from bmvseg.schemes.config import EngineConfig
+from bmvseg.schemes.registry import SCHEMES
 from bmvseg.video.encode import VideoWriter
 
-VARIANTS = [
-    Variant("per-frame"),
-    Variant("prop-flow"),
-    Variant("prop-bmv"),
-    Variant("inter-bmv", "avg"),
-]
+VARIANTS = variants_of(SCHEMES, [EngineConfig().fusion])  # every scheme, the default fusion
 INTERVALS = [1, 3, 5, 10]
 
 
@@ -43,7 +40,6 @@ def run_demo(output: str | os.PathLike, *, seed: int = 200007, frames: int = 90,
              overwrite: bool = False, say=print) -> str:  # fmt: skip
     """Render, score, time and draw; returns the report (Markdown) also written as report.md."""
     opts = RunOptions(model=model, weights=weights)
-    opts.validate()
     identity = {"seed": seed, "frames": frames, "size": [height, width], "model": model,
                 "weights": str(weights), "interval": interval}  # fmt: skip
     out = claim_output_dir(output, "demo", identity, overwrite=overwrite)
@@ -71,22 +67,23 @@ def run_demo(output: str | os.PathLike, *, seed: int = 200007, frames: int = 90,
     md = report.table_md(table, INTERVALS, note)
     report.plot_tradeoff(table, "miou_avg", out.path / "accuracy_vs_throughput.png",
                          f"bmvseg demo: {model}, generated {w}x{h} street clip")  # fmt: skip
-    _side_by_side(net, video, truth, per_frame, interval, out.path, rendered.fps)
+    _side_by_side(net, video, truth, per_frame, interval, out.path, rendered.fps, opts.scheme)
     text = ("# bmvseg demo\n\n" + md + "\nFiles: `side_by_side.mp4` (input | ground truth | "
-            f"per-frame | inter-BMV k={interval}), `side_by_side.png` (one frame of it), "
+            f"per-frame | {opts.scheme} k={interval}), `side_by_side.png` (one frame of it), "
             "`accuracy_vs_throughput.png`, `results.csv`.\n")  # fmt: skip
     out.write_bytes(out.path / "report.md", text.encode())
     return md
 
 
 def _side_by_side(model, video: Path, truth: np.ndarray, per_frame: dict[int, np.ndarray],
-                  n: int, out: Path, fps: float) -> None:  # fmt: skip
-    """input | ground truth | per-frame | inter-BMV, with scheme, offset and running fps drawn."""
+                  n: int, out: Path, fps: float, scheme: str) -> None:  # fmt: skip
+    """input | ground truth | per-frame | ``scheme`` (the default one), with scheme, offset and
+    running fps drawn."""
     palette = model.palette
     still = None
     t0 = time.perf_counter()
     with VideoWriter(out / "side_by_side.mp4", fps=fps) as wr:
-        results = segment(video, model=model, scheme="inter-bmv", interval=n, fusion="avg")
+        results = segment(video, model=model, scheme=scheme, interval=n)
         for i, res in enumerate(tqdm(results, total=len(truth), desc="side-by-side", leave=False)):
             rate = (i + 1) / (time.perf_counter() - t0)
             tag = "keyframe" if res.keyframe else f"key+{res.offset}"
@@ -94,7 +91,7 @@ def _side_by_side(model, video: Path, truth: np.ndarray, per_frame: dict[int, np
                 _caption(res.image, f"input #{res.index}"),
                 _caption(colorize(truth[res.index], palette), "ground truth"),
                 _caption(colorize(per_frame[res.index], palette), "per-frame"),
-                _caption(colorize(res.labels, palette), f"inter-BMV k={n} {tag} {rate:.0f} fps"),
+                _caption(colorize(res.labels, palette), f"{scheme} k={n} {tag} {rate:.0f} fps"),
             ]
             frame = np.concatenate(panels, axis=1)
             wr.write(frame)

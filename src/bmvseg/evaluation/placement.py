@@ -47,14 +47,14 @@ def compare_placements(
         frames = list(reader.frames(end=end))
     T = len(frames)
     for v in variants:
-        if v.scheme == "per-frame":
+        if not v.traits.uses_interval:
             continue
         for n in intervals:
             if n < 2:
                 continue
             for placement in PLACEMENTS:
-                cfg = EngineConfig(scheme=v.scheme, interval=n, fusion=v.fusion or "avg",
-                                   keyframes=placement, **(config or {}))  # fmt: skip
+                cfg = EngineConfig(**v.engine_options(), interval=n, keyframes=placement,
+                                   **(config or {}))  # fmt: skip
                 results = Engine(model, cfg, conv).run(iter(frames))
                 by_offset: dict[int, ConfusionMatrix] = defaultdict(
                     lambda: ConfusionMatrix(model.num_classes)

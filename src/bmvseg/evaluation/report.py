@@ -12,6 +12,7 @@ from matplotlib.figure import Figure  # a Figure of its own: the user's pyplot b
 from bmvseg.data.classes import colorize
 from bmvseg.evaluation.sweep import FUSION_TABLE_DISTANCES, AccuracySweep, Variant
 from bmvseg.evaluation.throughput import Throughput
+from bmvseg.schemes.registry import scheme_traits
 
 COLUMNS = ("scheme", "fusion", "interval", "miou_avg", "miou_min", "fps", "speedup")
 PHASE_COLUMNS = ("scheme", "fusion", "interval", "phase", "miou", "frames")
@@ -33,15 +34,20 @@ def row_names(table: list[dict]) -> list[str]:
     return list(dict.fromkeys(row_name(r) for r in table))
 
 
+def is_reference(r: dict) -> bool:
+    """A row of the scheme with no interval (one row, at interval 1, shown at every n)."""
+    return not scheme_traits(r["scheme"]).uses_interval
+
+
 def rows(sweep: AccuracySweep, variants: list[Variant], intervals: list[int],
          base_fps: float, speed: dict[tuple[Variant, int], Throughput]) -> list[dict]:  # fmt: skip
     """One row per variant and interval (per-frame once, at interval 1)."""
     out = []
     for v in variants:
-        for n in [1] if v.scheme == "per-frame" else intervals:
+        for n in intervals if v.traits.uses_interval else [1]:
             avg, mn = sweep.miou_avg_min(v, n)
             t = speed.get((v, n))
-            fps = base_fps if v.scheme == "per-frame" else (t.fps if t else float("nan"))
+            fps = (t.fps if t else float("nan")) if v.traits.uses_interval else base_fps
             out.append({
                 "scheme": v.scheme, "fusion": v.fusion, "interval": n,
                 "miou_avg": round(avg, 2), "miou_min": round(mn, 2),
@@ -65,26 +71,30 @@ def table_md(table: list[dict], intervals: list[int], note: str) -> str:
     head += "|---|---|" + "---|" * len(intervals) + "\n"
     lines = []
     by = {(row_name(r), r["interval"]): r for r in table}
+    once = {row_name(r) for r in table if is_reference(r)}
     for metric, key, fmt in METRICS:
         for name in row_names(table):
             cells = []
             for n in intervals:
-                r = by.get((name, n)) or (by.get((name, 1)) if name == "per-frame" else None)
+                r = by.get((name, n)) or (by.get((name, 1)) if name in once else None)
                 cells.append(fmt.format(r[key]) if r else "")
             lines.append(f"| {metric} | {name} | " + " | ".join(cells) + " |")
     return note + "\n\n" + head + "\n".join(lines) + "\n"
 
 
-def fusion_md(sweep: AccuracySweep, fusions: list[str], note: str) -> str:
-    """The paper's Table 3: mIoU at distance d from both keyframes (n = 2d, p = d)."""
-    head = "| distance to keyframe(s) | forward | backward | " + " | ".join(fusions) + " |\n"
-    head += "|---|---|---|" + "---|" * len(fusions) + "\n"
+def fusion_md(sweep: AccuracySweep, variants: list[Variant], note: str) -> str:
+    """The paper's Table 3: mIoU at distance d from both keyframes (n = 2d, p = d): one
+    keyframe's features carried alone along block motion, and each fusing variant."""
+    fusing = [v for v in variants if v.traits.fuses]
+    head = ("| distance to keyframe(s) | forward | backward | "
+            + " | ".join(v.label for v in fusing) + " |\n")  # fmt: skip
+    head += "|---|---|---|" + "---|" * len(fusing) + "\n"
     lines = []
     for d in FUSION_TABLE_DISTANCES:
         if ("forward", d) not in sweep.fusion_cms or 2 * d not in sweep.intervals:
             continue
         cells = [sweep.fusion_cms["forward", d].miou(), sweep.fusion_cms["backward", d].miou()]
-        cells += [sweep.cms["inter-bmv", f, 2 * d, d].miou() for f in fusions]
+        cells += [sweep.cms[v.scheme, v.fusion, 2 * d, d].miou() for v in fusing]
         lines.append(f"| {d} | " + " | ".join(f"{100 * c:.1f}" for c in cells) + " |")
     return note + "\n\n" + head + "\n".join(lines) + "\n"
 
@@ -104,20 +114,13 @@ def plot_tradeoff(table: list[dict], key: str, path: Path, title: str) -> None:
     """Figures 3 and 5: accuracy against throughput, one curve per scheme, points labelled n."""
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
-    names = []
-    for r in table:
-        name = r["scheme"] + (f" ({r['fusion']})" if r["fusion"] else "")
-        if name not in names:
-            names.append(name)
-    for name in names:
-        pts = [
-            r for r in table if r["scheme"] + (f" ({r['fusion']})" if r["fusion"] else "") == name
-        ]
+    for name in row_names(table):
+        pts = [r for r in table if row_name(r) == name]
         xs, ys = [r["fps"] for r in pts], [r[key] for r in pts]
-        marker = "*" if name == "per-frame" else "o"
+        marker = "*" if is_reference(pts[0]) else "o"
         ax.plot(xs, ys, marker=marker, label=name, ms=9 if marker == "*" else 4)
         for r in pts:
-            if r["scheme"] != "per-frame":
+            if not is_reference(r):
                 ax.annotate(str(r["interval"]), (r["fps"], r[key]), fontsize=7,
                             textcoords="offset points", xytext=(3, 3))  # fmt: skip
     ax.set_xlabel("throughput (frames/s, decode included)")
@@ -131,8 +134,7 @@ def plot_tradeoff(table: list[dict], key: str, path: Path, title: str) -> None:
 
 def plot_examples(examples: dict, palette: np.ndarray, path: Path, title: str) -> None:
     """The paper's Fig. 4: frames k..k+n-1 and, under them, each scheme's labels."""
-    rows_ = ["images"] + [k for k in ("ground truth", "per-frame") if k in examples]
-    rows_ += [k for k in examples if k not in rows_]
+    rows_ = list(examples)  # images, ground truth, the reference scheme, then the others
     n = len(examples["images"])
     fig = Figure(figsize=(1.9 * n, 1.5 * len(rows_) + 0.4))
     axes = fig.subplots(len(rows_), n, squeeze=False)

@@ -33,9 +33,11 @@ from tqdm import tqdm
 from bmvseg.evaluation.clips import EvalClip
 from bmvseg.evaluation.metrics import ConfusionMatrix
 from bmvseg.models.base import Features, SegmentationModel
+from bmvseg.schemes.base import Traits
 from bmvseg.schemes.engine import Engine, EngineConfig
 from bmvseg.schemes.fusion import ConvFusion
 from bmvseg.schemes.propagation import Carrier, Flows, flows_prev_to_cur
+from bmvseg.schemes.registry import reference_scheme, scheme_traits
 from bmvseg.video.reader import Frame, VideoReader
 
 Key = tuple[str, str, int, int]  # (scheme, fusion, interval, offset or phase)
@@ -44,13 +46,32 @@ FUSION_TABLE_DISTANCES = (1, 2, 3, 4)
 
 @dataclass(frozen=True)
 class Variant:
-    """A scheme and, for inter-BMV, its fusion: one row of the benchmark."""
+    """A scheme and, for a scheme that fuses, its fusion: one row of the benchmark."""
     scheme: str
     fusion: str = ""
 
     @property
     def label(self) -> str:
         return f"{self.scheme} ({self.fusion})" if self.fusion else self.scheme
+
+    @property
+    def traits(self) -> Traits:
+        return scheme_traits(self.scheme)
+
+    def engine_options(self) -> dict:
+        """The engine keywords this variant sets (its fusion only where it has one)."""
+        return {"scheme": self.scheme, **({"fusion": self.fusion} if self.fusion else {})}
+
+
+def variants_of(schemes: Sequence[str], fusions: Sequence[str]) -> list[Variant]:
+    """The benchmark's rows: the reference scheme first (always), then each scheme, one row per
+    fusion for the schemes that fuse."""
+    ref = reference_scheme()
+    out = [Variant(ref)]
+    for s in schemes:
+        if s != ref:
+            out += [Variant(s, f) for f in fusions] if scheme_traits(s).fuses else [Variant(s)]
+    return out
 
 
 def scored_key(t: int, n: int, phase: int, frames: int) -> int | None:
@@ -106,7 +127,7 @@ class AccuracySweep:
         label_stride: int = 1,
     ) -> None:
         self.model = model
-        self.variants = [v for v in variants if v.scheme != "per-frame"]
+        self.variants = [v for v in variants if v.traits.uses_interval]
         self.intervals = sorted(set(intervals))
         self.conv = conv
         self.config = {"flow_preset": flow_preset, "accumulate": accumulate,
@@ -123,15 +144,14 @@ class AccuracySweep:
         self.examples: dict[str, list[np.ndarray]] | None = None
         self.frames_scored = 0
 
-    def engine(self, clip: _Clip, scheme: str, fusion: str, n: int, phase: int) -> Engine:
+    def engine(self, clip: _Clip, v: Variant, n: int, phase: int) -> Engine:
         """The engine users run, at ``(n, phase)``, on the clip's shared caches."""
-        cfg = EngineConfig(scheme=scheme, interval=n, phase=phase, fusion=fusion or "avg",
-                           **self.config)  # fmt: skip
+        cfg = EngineConfig(**v.engine_options(), interval=n, phase=phase, **self.config)
         return Engine(self.model, cfg, self.conv, features=clip.features, carrier=clip.carrier)
 
     def run_one(self, clip: _Clip, v: Variant, n: int, k: int, t: int) -> np.ndarray:
         """Labels of frame ``t`` from the engine started at keyframe ``k`` (phase ``k % n``)."""
-        engine = self.engine(clip, v.scheme, v.fusion, n, k % n)
+        engine = self.engine(clip, v, n, k % n)
         (res,) = engine.run(iter(clip.frames[k : k + n + 1]), start=k, end=t + 1, wanted={t})
         return res.labels
 
@@ -143,7 +163,7 @@ class AccuracySweep:
             frames = list(reader.frames(images=True, end=max_frames))
         T = len(frames)
         shared = _Clip(self.model, frames, bool(self.config["accumulate"]))
-        per_frame_engine = self.engine(shared, "per-frame", "", 1, 0)
+        per_frame_engine = self.engine(shared, Variant(reference_scheme()), 1, 0)
         wanted = range(T) if clip.labels is None else sorted(t for t in clip.labels if t < T)
         maxn = max(self.intervals)
         per_frame: dict[int, np.ndarray] = {}
@@ -182,7 +202,7 @@ class AccuracySweep:
     def _carried(self, clip: _Clip, origin: int, t: int, hw: tuple[int, int]) -> np.ndarray:
         """Labels of ``t`` from one keyframe's features carried alone (the fusion table)."""
         feats = clip.carrier.carry(origin, clip.features(clip.frames[origin]), t)
-        engine = self.engine(clip, "prop-bmv", "", 2, 0)
+        engine = self.engine(clip, Variant(reference_scheme()), 1, 0)
         return engine.labels(feats, hw)[0]
 
     def _add_examples(self, clip: _Clip, truth: dict[int, np.ndarray] | None) -> None:
@@ -196,24 +216,23 @@ class AccuracySweep:
         ex: dict[str, list[np.ndarray]] = {"images": [clip.frames[i].image for i in stretch]}
         if truth is not None:
             ex["ground truth"] = [truth.get(i) for i in stretch]
-        runs = [("per-frame", Variant("per-frame"))] + [(v.label, v) for v in self.variants]
-        for name, v in runs:
-            m = 1 if v.scheme == "per-frame" else n
-            engine = self.engine(clip, v.scheme, v.fusion, m, k % m)
+        for v in [Variant(reference_scheme()), *self.variants]:
+            m = n if v.traits.uses_interval else 1
+            engine = self.engine(clip, v, m, k % m)
             results = engine.run(iter(clip.frames[k : k + n + 1]), start=k, end=k + n)
-            ex[name] = [r.labels for r in results]
+            ex[v.label] = [r.labels for r in results]
         self.examples = ex
 
     # -- results -------------------------------------------------------------------------------
     def cm(self, v: Variant, n: int, p: int) -> ConfusionMatrix:
         """Confusion matrix of variant ``v`` at interval ``n``, offset ``p`` (n=1: per-frame)."""
-        if v.scheme == "per-frame" or n == 1:
+        if not v.traits.uses_interval or n == 1:
             return self.per_frame
         return self.cms[v.scheme, v.fusion, n, p]
 
     def miou_avg_min(self, v: Variant, n: int) -> tuple[float, float]:
         """The paper's "avg" (all offsets pooled) and "min" (worst offset) mIoU, in %."""
-        if v.scheme == "per-frame":
+        if not v.traits.uses_interval:
             n = 1
         cms = [self.cm(v, n, p) for p in range(n)]
         pooled = ConfusionMatrix(self.model.num_classes)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,6 +20,7 @@ from bmvseg.evaluation.sweep import Variant
 from bmvseg.models.base import SegmentationModel
 from bmvseg.run.options import RunOptions
 from bmvseg.run.to_dir import segment_to_dir
+from bmvseg.schemes.registry import reference_scheme
 
 BASELINE_TOLERANCE = 0.10  # relative spread of the two per-frame passes above which we warn
 
@@ -42,8 +43,7 @@ class Throughput:
 def measure(model: SegmentationModel, video, v: Variant, n: int, options: RunOptions, *,
             overlay: bool = True, end: int | None = None) -> Throughput:  # fmt: skip
     """One ``segment`` run of ``v`` at interval ``n`` with ``model``, into a scratch directory."""
-    opts = replace(options, model=model, scheme=v.scheme, interval=n, phase=0,
-                   fusion=v.fusion or "avg")  # fmt: skip
+    opts = options.replace(model=model, **v.engine_options(), interval=n, phase=0)
     with tempfile.TemporaryDirectory(prefix="bmvseg-speed-") as tmp:
         s = segment_to_dir(video, Path(tmp) / "out", opts, overlay=overlay, end=end)
     return Throughput(v, n, s["frames"], s["wall_time_s"], s["stage_ms_per_frame"],
@@ -54,7 +54,7 @@ def sweep(model: SegmentationModel, video, variants: Sequence[Variant], interval
           options: RunOptions, *, overlay: bool = True, end: int | None = None
           ) -> tuple[list[Throughput], list[Throughput]]:  # fmt: skip
     """(per-frame baselines [first, last], every other configuration); frames [0, end)."""
-    base = Variant("per-frame")
+    base = Variant(reference_scheme())
     kw = {"options": options, "overlay": overlay, "end": end}
     with torch.inference_mode():
         measure(model, video, base, 1, **kw)  # warm-up: allocator, oneDNN primitives, caches
@@ -62,7 +62,7 @@ def sweep(model: SegmentationModel, video, variants: Sequence[Variant], interval
         runs = [
             measure(model, video, v, n, **kw)
             for v in variants
-            if v.scheme != "per-frame"
+            if v.traits.uses_interval
             for n in intervals
         ]
         last = measure(model, video, base, 1, **kw)

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from bmvseg.devices import resolve_device
-from bmvseg.errors import CheckpointError
+from bmvseg.errors import BmvsegError, CheckpointError
 from bmvseg.models.base import SegmentationModel
 from bmvseg.models.checkpoint import load_checkpoint
 from bmvseg.models.registry import build_model, fusion_weights_for
@@ -58,11 +58,15 @@ def build_engine(
     timer: StageTimer | None = None,
     **config,
 ) -> Engine:
-    """An engine for ``options`` (``model`` if already prepared); ``config`` overrides fields."""
-    options.validate()
+    """An engine for ``options`` (``model`` if already prepared); ``config`` overrides engine
+    fields (e.g. ``keep_logits``), checked as the options were."""
+    if not isinstance(options, RunOptions):
+        raise BmvsegError(f"options must be RunOptions, got {type(options).__name__}")
+    if timer is not None and not isinstance(timer, StageTimer):
+        raise BmvsegError(f"timer must be a StageTimer or None, got {timer!r}")
     cfg: EngineConfig = options.engine_config(**config)
     model = model if model is not None else prepare_model(options)
     conv = None
-    if cfg.scheme == "inter-bmv" and cfg.fusion == "conv":
+    if cfg.traits.fuses and cfg.fusion == "conv":
         conv = conv_fusion_for(model, options)
     return Engine(model, cfg, conv, timer)

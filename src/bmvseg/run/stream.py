@@ -70,9 +70,6 @@ def segment(
     ``path/to/model.py:build``, or a model object.  Memory stays flat over hours of video with
     nothing asked of the caller (see :func:`collected_every`).
     """
-    unknown = sorted(set(options) - set(RunOptions.__dataclass_fields__))
-    if unknown:
-        raise BmvsegError(f"unknown option(s) {', '.join(unknown)} for bmvseg.segment")
     opts = RunOptions(model=model, **options)
     for name, value in (("start", start), ("end", end)):
         if value is not None and (not isinstance(value, int) or value < 0):

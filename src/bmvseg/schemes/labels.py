@@ -99,7 +99,7 @@ def disagreeing_cells(low: torch.Tensor) -> torch.Tensor:
     return (low != right) | (low != down) | (low != diag)
 
 
-def labels_from_logits(
+def labels_from_lowres_logits(
     logits: torch.Tensor, out_hw: tuple[int, int], void_index: int | None = None
 ) -> np.ndarray:
     """Arg-max of the bilinear (align_corners=False) upsample of ``logits`` to ``out_hw``.
@@ -108,7 +108,9 @@ def labels_from_logits(
     ``F.interpolate(logits, out_hw, mode="bilinear", align_corners=False)[0].argmax(0)``
     except at exact ties (see the module docstring).  ``void_index`` names an output that is
     not a class: it is dropped before the arg-max and the ids above it move down by one (as
-    :meth:`~bmvseg.models.base.SegmentationModel.map_outputs` does).
+    :meth:`~bmvseg.models.base.SegmentationModel.map_outputs` does).  The engine's other path,
+    for models that upsample inside their task network, is
+    :func:`~bmvseg.schemes.engine.argmax_labels`.
     """
     labels, _ = labels_and_share(logits, out_hw, void_index)
     return labels
@@ -117,7 +119,7 @@ def labels_from_logits(
 def labels_and_share(
     logits: torch.Tensor, out_hw: tuple[int, int], void_index: int | None = None
 ) -> tuple[np.ndarray, float]:
-    """:func:`labels_from_logits` and the share of cells that needed full-resolution work."""
+    """:func:`labels_from_lowres_logits` and the share of cells that needed full-resolution work."""
     if logits.ndim != 4 or logits.shape[0] != 1:
         raise ValueError(f"logits must be (1, K, h, w), got {tuple(logits.shape)}")
     if void_index is not None:

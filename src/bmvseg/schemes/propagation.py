@@ -21,25 +21,32 @@ import torch
 
 from bmvseg.models.base import Features
 from bmvseg.video.motion import MotionField
-from bmvseg.warp import backward_flow, compose, dense_to_flow, field_to_flow, warp
+from bmvseg.warp import (
+    PreparedFlow,
+    backward_flow,
+    compose,
+    dense_to_flow,
+    field_to_flows,
+    prepared,
+)
 
-Flows = tuple[torch.Tensor, ...]  # one flow per feature tensor, at that tensor's resolution
+# One flow per feature tensor, at that tensor's resolution; each prepared once for all the warps
+# through it (raw ``(1, 2, h, w)`` tensors are accepted wherever Flows are read).
+Flows = tuple[PreparedFlow | torch.Tensor, ...]
 
 
 def flows_prev_to_cur(field: MotionField, feats: Features, strides: Sequence[int]) -> Flows:
     """Frame t's block motion field as flows that carry frame t-1's features to frame t
     (pull flows, one per feature tensor at its stride)."""
-    return tuple(
-        field_to_flow(field, tuple(f.shape[-2:]), s, f.device)
-        for f, s in zip(feats, strides, strict=True)
-    )
+    grids = [(tuple(f.shape[-2:]), s) for f, s in zip(feats, strides, strict=True)]
+    return tuple(PreparedFlow(g) for g in field_to_flows(field, grids, feats[0].device))
 
 
 def flows_key_to_cur(flow_px: np.ndarray, feats: Features, strides: Sequence[int]) -> Flows:
     """A dense image-resolution optical flow from the current image to the keyframe's, as
     flows that carry the keyframe's features to the current frame (one per feature tensor)."""
     return tuple(
-        dense_to_flow(flow_px, tuple(f.shape[-2:]), s, f.device)
+        PreparedFlow(dense_to_flow(flow_px, tuple(f.shape[-2:]), s, f.device))
         for f, s in zip(feats, strides, strict=True)
     )
 
@@ -47,12 +54,12 @@ def flows_key_to_cur(flow_px: np.ndarray, feats: Features, strides: Sequence[int
 def flows_cur_to_prev(flows: Flows) -> Flows:
     """Frame t's prev->cur flows reversed: they carry frame t's features back to t-1
     (see :func:`bmvseg.warp.backward_flow` for the approximation)."""
-    return tuple(backward_flow(f) for f in flows)
+    return tuple(PreparedFlow(backward_flow(prepared(f).flow)) for f in flows)
 
 
 def warp_features(feats: Features, flows: Flows) -> Features:
     """Each feature tensor pulled along its own flow."""
-    return tuple(warp(f, g) for f, g in zip(feats, flows, strict=True))
+    return tuple(prepared(g).warp(f) for f, g in zip(feats, flows, strict=True))
 
 
 class Carrier:
@@ -95,7 +102,8 @@ class Carrier:
             t += step
             if self.accumulate:
                 total = flows if total is None else tuple(
-                    compose(a, b) for a, b in zip(total, flows, strict=True)
+                    PreparedFlow(compose(prepared(a).flow, prepared(b).flow))
+                    for a, b in zip(total, flows, strict=True)
                 )
                 current = warp_features(feats, total)
             else:

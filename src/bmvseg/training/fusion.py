@@ -30,8 +30,8 @@ from bmvseg.data.classes import IGNORE_INDEX
 from bmvseg.evaluation.metrics import ConfusionMatrix
 from bmvseg.models.base import SegmentationModel
 from bmvseg.models.checkpoint import save_checkpoint
-from bmvseg.schemes.engine import interpolate
 from bmvseg.schemes.fusion import ConvFusion
+from bmvseg.schemes.interval import interpolate
 from bmvseg.schemes.propagation import Carrier, flows_prev_to_cur
 from bmvseg.video.encode import CLIP_OPTIONS, encode_video
 from bmvseg.video.reader import VideoReader

@@ -22,6 +22,7 @@ Backward warping (next keyframe -> earlier frame) has no vectors of its own; see
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -59,13 +60,26 @@ def field_to_flow(
     motion is piecewise constant), divided by the stride to convert image pixels to feature
     pixels.
     """
-    h, w = feat_hw
+    (flow,) = field_to_flows(field, [(feat_hw, stride)], device)
+    return flow
+
+
+def field_to_flows(
+    field: MotionField,
+    grids: Sequence[tuple[tuple[int, int], int]],
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, ...]:
+    """:func:`field_to_flow` on several ``(feat_hw, stride)`` grids, the field's invalid cells
+    filled once for all of them."""
     mv = fill_invalid(field)
     hb, wb = mv.shape[:2]
-    rows = np.minimum(((np.arange(h) + 0.5) * stride // field.block).astype(int), hb - 1)
-    cols = np.minimum(((np.arange(w) + 0.5) * stride // field.block).astype(int), wb - 1)
-    flow = mv[rows[:, None], cols[None, :]] / float(stride)
-    return torch.from_numpy(np.ascontiguousarray(flow.transpose(2, 0, 1)))[None].to(device)
+    out = []
+    for (h, w), stride in grids:
+        rows = np.minimum(((np.arange(h) + 0.5) * stride // field.block).astype(int), hb - 1)
+        cols = np.minimum(((np.arange(w) + 0.5) * stride // field.block).astype(int), wb - 1)
+        flow = mv[rows[:, None], cols[None, :]] / float(stride)
+        out.append(torch.from_numpy(np.ascontiguousarray(flow.transpose(2, 0, 1)))[None].to(device))
+    return tuple(out)
 
 
 def dense_to_flow(
@@ -97,8 +111,9 @@ def backward_flow(forward: torch.Tensor) -> torch.Tensor:
 class Sampler(NamedTuple):
     """A flow prepared for warping: per output pixel, four source rows and their weights.
 
-    Built once per flow (:func:`sampler`) and applied to any map of that size and batch
-    (:func:`warp_with`), e.g. to every feature tensor of a model at one stride.
+    Built once per flow (:func:`sampler`; :class:`PreparedFlow` keeps it with its flow) and
+    applied to any map of that size and batch (:func:`warp_with`), e.g. to every feature map
+    carried along one frame's motion.
     """
 
     index: torch.Tensor  # (N * h * w, 4) rows of the (N * h * w, C) channels-last map
@@ -157,10 +172,11 @@ def warp_with(features: torch.Tensor, s: Sampler) -> torch.Tensor:
     return out.view(n, h, w, c).permute(0, 3, 1, 2)
 
 
-def warp(features: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+def warp(features: torch.Tensor, flow: torch.Tensor | PreparedFlow) -> torch.Tensor:
     """Bilinearly sample ``features`` at pixel centres displaced by the pull ``flow``.
 
-    ``features``: ``(N, C, h, w)``; ``flow``: ``(N or 1, 2, h, w)`` in feature pixels (x, y).
+    ``features``: ``(N, C, h, w)``; ``flow``: ``(N or 1, 2, h, w)`` in feature pixels (x, y),
+    or a :class:`PreparedFlow` (its sampler built once for every map it warps).
     Equal to ``grid_sample(bilinear, border, align_corners=False)`` within float rounding; a
     zero flow gives the features exactly (weights 1 and 0).  An all-zero flow on the CPU
     returns ``features`` itself; on a device that check would wait for the device, so there
@@ -170,14 +186,37 @@ def warp(features: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     >>> warp(f, torch.zeros(1, 2, 2, 3)).equal(f)
     True
     """
-    _, _, h, w = features.shape
-    if flow.shape[-2:] != (h, w) or flow.shape[1] != 2:
-        raise ValueError(
-            f"flow {tuple(flow.shape)} does not match features {tuple(features.shape)}"
-        )
-    if flow.device.type == "cpu" and not flow.any():
-        return features  # static content: nothing to do
-    return warp_with(features, sampler(flow, features.dtype))
+    return prepared(flow).warp(features)
+
+
+class PreparedFlow:
+    """A pull flow and its :class:`Sampler`, built on the first warp and reused by every later
+    one (a frame's flow warps each feature map of every chain that passes through it)."""
+
+    def __init__(self, flow: torch.Tensor) -> None:
+        if flow.ndim != 4 or flow.shape[1] != 2:
+            raise ValueError(f"flow must be (N, 2, h, w), got {tuple(flow.shape)}")
+        self.flow = flow
+        self.static = flow.device.type == "cpu" and not flow.any()  # static content
+        self._sampler: Sampler | None = None
+
+    def warp(self, features: torch.Tensor) -> torch.Tensor:
+        """``features`` pulled along this flow (see :func:`warp`)."""
+        _, _, h, w = features.shape
+        if self.flow.shape[-2:] != (h, w):
+            raise ValueError(
+                f"flow {tuple(self.flow.shape)} does not match features {tuple(features.shape)}"
+            )
+        if self.static:
+            return features
+        if self._sampler is None or self._sampler.weight.dtype != features.dtype:
+            self._sampler = sampler(self.flow, features.dtype)
+        return warp_with(features, self._sampler)
+
+
+def prepared(flow: torch.Tensor | PreparedFlow) -> PreparedFlow:
+    """``flow`` as a :class:`PreparedFlow` (itself if it already is one)."""
+    return flow if isinstance(flow, PreparedFlow) else PreparedFlow(flow)
 
 
 def warp_pair(

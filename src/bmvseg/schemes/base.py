@@ -1,0 +1,166 @@
+"""What a scheme is: its :class:`Traits`, the :class:`Scheme` protocol, and what one run shares.
+
+A scheme is a class with a ``name``, its ``traits`` and a ``results`` method that turns the
+marked frames of one run (each with the reason it is a keyframe, or None) into
+:class:`FrameResult` s in presentation order.  One object is made per run and holds that
+scheme's state (its keyframes, pending frames, optical-flow instance); what every scheme of a
+run shares (the networks, the frames wanted, the image size) is the :class:`RunContext` it is
+given.  The engine, the runner, the benchmark and the CLI ask :class:`Traits`, never names;
+:mod:`bmvseg.schemes.registry` lists the schemes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import torch
+
+from bmvseg.models.base import Features, SegmentationModel
+from bmvseg.schemes.fusion import ConvFusion
+from bmvseg.schemes.propagation import Carrier, Flows, flows_prev_to_cur
+from bmvseg.schemes.timing import StageTimer
+from bmvseg.video.reader import Frame
+
+Marked = Iterator[tuple[Frame, str | None]]  # frames with why each is a keyframe (None: not)
+
+
+@dataclass(frozen=True)
+class Traits:
+    """What a scheme needs and does, asked by everything that is not the scheme itself."""
+
+    uses_interval: bool  # keyframes every ``interval`` frames (False: every frame is one)
+    fuses: bool  # fuses features of two keyframes (``fusion`` applies; conv needs weights)
+    needs_pictures: bool  # reads RGB images of frames that are not keyframes
+    needs_motion: bool  # reads the codec's motion vectors
+    delays_output: bool  # a frame's result waits for the next keyframe (at most one interval)
+
+
+@dataclass
+class FrameResult:
+    """One segmented frame, yielded in presentation order."""
+
+    index: int
+    time: float
+    labels: np.ndarray  # (H, W) uint8 class ids
+    keyframe: bool
+    offset: int  # frames since the previous keyframe (0 on keyframes)
+    frame: Frame | None = None  # the decoded frame (its RGB image is converted when first read)
+    logits: torch.Tensor | None = None  # (1, K, H, W), only with keep_logits
+    features: Features | None = None  # the (warped or fresh) features, only with keep_features
+    reason: str | None = None  # why a keyframe is one (see bmvseg.schemes.keyframes)
+    damaged: bool = False  # the decoder concealed damage in this frame or in its references
+
+    @property
+    def image(self) -> np.ndarray | None:
+        """The frame's RGB image (H, W, 3) uint8, or None when the reader gave none."""
+        return None if self.frame is None else self.frame.image
+
+
+class Scheme(Protocol):
+    """One way of labelling a video; a fresh object per run holds its state."""
+
+    name: ClassVar[str]
+    traits: ClassVar[Traits]
+
+    def __init__(self, run: RunContext) -> None: ...
+
+    def results(self, marked: Marked) -> Iterator[FrameResult]:
+        """One result per marked frame, in presentation order."""
+        ...
+
+
+class Networks(Protocol):
+    """What a scheme asks of the engine that runs it (:class:`~bmvseg.schemes.engine.Engine`)."""
+
+    cfg: Any  # its EngineConfig (bmvseg.schemes.config, which reads the traits declared here)
+    model: SegmentationModel
+    conv: ConvFusion | None
+    timer: StageTimer
+
+    def features(self, frame: Frame) -> Features: ...
+
+    def labels(self, feats: Features, hw: tuple[int, int]
+               ) -> tuple[np.ndarray, torch.Tensor | None]: ...  # fmt: skip
+
+
+class RunContext:
+    """What the scheme of one run shares with the engine: the networks, the frames wanted,
+    the image size, and (for motion schemes) the engine's shared carrier if it has one."""
+
+    def __init__(self, engine: Networks, wanted: Container[int] | None,
+                 carrier: Carrier | None = None) -> None:  # fmt: skip
+        self.engine = engine
+        self.config = engine.cfg
+        self.timer = engine.timer
+        self.model = engine.model
+        self.conv = engine.conv
+        self.wanted = wanted
+        self.shared_carrier = carrier
+        self.hw: tuple[int, int] | None = None  # the image size, from the first keyframe
+
+    def want(self, index: int) -> bool:
+        """Whether the caller asked for this frame's result (work for others can be skipped)."""
+        return self.wanted is None or index in self.wanted
+
+    def keyframe(self, frame: Frame, reason: str) -> tuple[Features, FrameResult]:
+        """A keyframe: the feature network, and its result."""
+        if self.hw is None:
+            self.hw = frame.image.shape[:2]
+        feats = self.engine.features(frame)
+        return feats, self.result(frame, feats, 0, reason)
+
+    def result(
+        self, frame: Frame, feats: Features | None, offset: int, reason: str | None = None
+    ) -> FrameResult:
+        """The frame's labels from its (fresh or carried) features; a stub if not wanted."""
+        wanted = self.want(frame.index)
+        labels, logits = self.engine.labels(feats, self.hw) if wanted else (None, None)
+        cfg = self.config
+        return FrameResult(
+            index=frame.index,
+            time=frame.time,
+            labels=labels,
+            keyframe=reason is not None,
+            offset=offset,
+            frame=frame if wanted else None,
+            logits=logits if cfg.keep_logits else None,
+            features=feats if cfg.keep_features and wanted else None,
+            reason=reason,
+            damaged=getattr(frame, "damaged", False),
+        )
+
+
+class MotionChains:
+    """Features carried along the frames' block motion, each frame's motion held only until
+    every chain through it is done (the state of the motion-vector schemes).
+
+    A caller that runs many engines over the same frames (the accuracy sweep) shares one
+    memoising :class:`Carrier`; then that caller owns what is forgotten.
+    """
+
+    def __init__(self, run: RunContext) -> None:
+        self.strides = run.model.strides
+        self.fields: dict[int, Flows] = {}
+        self.frames: dict[int, Frame] = {}
+        self.owns_carrier = run.shared_carrier is None
+        self.carrier: Carrier = run.shared_carrier or Carrier(
+            self._flows_of, accumulate=run.config.accumulate
+        )
+        self.carry: Callable[[int, Features, int], Features] = self.carrier.carry
+
+    def _flows_of(self, j: int, like: Features) -> Flows:
+        if j not in self.fields:
+            self.fields[j] = flows_prev_to_cur(self.frames[j].motion, like, self.strides)
+        return self.fields[j]
+
+    def keep(self, frame: Frame, keyframe: bool) -> None:
+        """Hold a frame's motion; a keyframe ends every chain that began before it."""
+        if keyframe and self.owns_carrier:
+            self.carrier.forget_before(frame.index)
+            for j in [j for j in self.frames if j < frame.index]:
+                self.frames.pop(j)
+                self.fields.pop(j, None)
+        self.frames[frame.index] = frame
