@@ -30,7 +30,8 @@ from bmvseg.data.textures import moving_texture_clip
 from bmvseg.devices import resolve_device
 from bmvseg.errors import BmvsegError, VideoError
 from bmvseg.video.encode import X264_ONE_REF, VideoWriter, encode_video
-from bmvseg.video.reader import MAX_FPS, VideoReader, read_motion
+from bmvseg.video.probe import MAX_FPS
+from bmvseg.video.reader import VideoReader, read_motion
 
 HANG_S = 60
 

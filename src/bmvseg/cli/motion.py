@@ -25,7 +25,8 @@ import numpy as np
 from bmvseg.errors import BmvsegError, VideoError
 from bmvseg.output.files import Staged, check_outputs
 from bmvseg.video.motion import MotionField
-from bmvseg.video.reader import POLICIES, VideoReader
+from bmvseg.video.motion_source import POLICIES
+from bmvseg.video.reader import VideoReader
 
 DEMO_SIZE = (240, 320)  # height, width of the generated demo clip
 DEMO_FRAMES = 30

@@ -14,7 +14,7 @@ from bmvseg.schemes.fusion import FUSIONS
 from bmvseg.schemes.keyframes import PLACEMENTS
 from bmvseg.schemes.optical_flow import DIS_PRESETS
 from bmvseg.schemes.registry import SCHEMES, fusing_schemes, scheme_traits
-from bmvseg.video.reader import POLICIES
+from bmvseg.video.motion_source import POLICIES
 
 ENGINE = EngineConfig()  # the defaults
 RUN = RunOptions()

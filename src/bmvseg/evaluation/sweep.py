@@ -38,7 +38,8 @@ from bmvseg.schemes.engine import Engine, EngineConfig
 from bmvseg.schemes.fusion import ConvFusion
 from bmvseg.schemes.propagation import Carrier, Flows, flows_prev_to_cur
 from bmvseg.schemes.registry import reference_scheme, scheme_traits
-from bmvseg.video.reader import Frame, VideoReader
+from bmvseg.video.frame import Frame
+from bmvseg.video.reader import VideoReader
 
 Key = tuple[str, str, int, int]  # (scheme, fusion, interval, offset or phase)
 FUSION_TABLE_DISTANCES = (1, 2, 3, 4)

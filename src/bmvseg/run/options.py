@@ -19,7 +19,7 @@ import torch
 from bmvseg.errors import BmvsegError
 from bmvseg.models.base import SegmentationModel
 from bmvseg.schemes.config import EngineConfig, check_annotated
-from bmvseg.video.reader import POLICIES
+from bmvseg.video.motion_source import POLICIES
 
 DEFAULT_MODEL = "enet_lite"
 ENGINE_FIELDS = tuple(f.name for f in fields(EngineConfig))

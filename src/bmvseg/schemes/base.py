@@ -22,7 +22,7 @@ from bmvseg.models.base import Features, SegmentationModel
 from bmvseg.schemes.fusion import ConvFusion
 from bmvseg.schemes.propagation import Carrier, Flows, flows_prev_to_cur
 from bmvseg.schemes.timing import StageTimer
-from bmvseg.video.reader import Frame
+from bmvseg.video.frame import Frame
 
 Marked = Iterator[tuple[Frame, str | None]]  # frames with why each is a keyframe (None: not)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from bmvseg.schemes.base import MotionChains, RunContext, Traits
 from bmvseg.schemes.interval import Carries, Interpolating
-from bmvseg.video.reader import Frame
+from bmvseg.video.frame import Frame
 
 
 class InterBmv(Interpolating):

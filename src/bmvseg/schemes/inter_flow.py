@@ -15,7 +15,7 @@ from bmvseg.models.base import Features
 from bmvseg.schemes.base import RunContext, Traits
 from bmvseg.schemes.interval import Interpolating
 from bmvseg.schemes.optical_flow import DenseFlow, gray
-from bmvseg.video.reader import Frame
+from bmvseg.video.frame import Frame
 
 
 class InterFlow(Interpolating):

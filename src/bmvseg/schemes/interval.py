@@ -22,7 +22,7 @@ from bmvseg.models.base import Features
 from bmvseg.schemes.base import FrameResult, Marked, RunContext
 from bmvseg.schemes.fusion import ConvFusion, fuse
 from bmvseg.schemes.timing import StageTimer
-from bmvseg.video.reader import Frame
+from bmvseg.video.frame import Frame
 
 # Keyframe reasons that open another scene: that keyframe's features are not carried back over
 # the frames before it (they show the previous scene); those get the forward carry alone.

@@ -14,7 +14,7 @@ import numpy as np
 from bmvseg.models.base import Features
 from bmvseg.schemes.propagation import flows_key_to_cur, warp_features
 from bmvseg.schemes.timing import StageTimer
-from bmvseg.video.reader import Frame
+from bmvseg.video.frame import Frame
 
 DIS_PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,

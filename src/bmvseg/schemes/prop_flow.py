@@ -10,7 +10,7 @@ import numpy as np
 from bmvseg.models.base import Features
 from bmvseg.schemes.base import FrameResult, Marked, RunContext, Traits
 from bmvseg.schemes.optical_flow import DenseFlow, gray
-from bmvseg.video.reader import Frame
+from bmvseg.video.frame import Frame
 
 
 class PropFlow:

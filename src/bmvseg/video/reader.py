@@ -42,16 +42,11 @@ from bmvseg.video.motion import MotionField, grid_shape
 from bmvseg.video.motion_source import (
     POLICIES,
     MotionSource,
-    choose_motion_source,
     open_motion_source,
 )
-from bmvseg.video.probe import MAX_FPS, pick_stream
 from bmvseg.video.source import ContainerSource
 
-__all__ = [
-    "MAX_FPS", "POLICIES", "Frame", "VideoReader", "choose_motion_source", "pick_stream",
-    "read_motion",
-]
+__all__ = ["VideoReader", "read_motion"]
 
 log = logging.getLogger(__name__)
 
