@@ -24,6 +24,14 @@ Conventions are declared as attributes, not coded in ``features``:
   ``num_classes``, ``class_names`` and ``palette`` always describe the reported classes, the
   arg-max can never pick void, and every label id is < ``num_classes``.  A reported class that
   no output maps to gets -inf (never predicted).
+
+Labels do not depend on the number of torch threads.  PyTorch picks the CPU convolution kernel
+by the thread count: a 1x1 convolution (stride 1, batch < 16) runs oneDNN's kernel with two or
+more threads and the im2col + GEMM one with a single thread, and the two round differently
+(the shipped model's 1x1 classifier moved a label by one pixel on a few real frames).  In eval
+mode every plain ``nn.Conv2d`` of a model runs oneDNN's kernel directly
+(:func:`pin_conv_kernel`), whose results are the same at any thread count, and the same as
+multi-threaded PyTorch gives; it is also faster than the single-thread GEMM path.
 """
 
 from __future__ import annotations
@@ -65,6 +73,47 @@ def upsample(logits: torch.Tensor, out_size: Sequence[int]) -> torch.Tensor:
     return F.interpolate(logits, size=tuple(out_size), mode="bilinear", align_corners=False)
 
 
+class PinnedConv2d(nn.Conv2d):
+    """An ``nn.Conv2d`` that runs oneDNN's CPU kernel whatever the thread count (see the module
+    docstring); elsewhere (other devices or dtypes, gradients, string padding) it is
+    ``nn.Conv2d`` unchanged.  Same parameters and state-dict keys."""
+
+    def _conv_forward(
+        self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        if not _onednn_applies(input, weight, self.padding):
+            return super()._conv_forward(input, weight, bias)
+        padding = self.padding
+        if self.padding_mode != "zeros":
+            input = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            padding = (0, 0)
+        return torch.ops.aten.mkldnn_convolution(
+            input, weight, bias, padding, self.stride, self.dilation, self.groups
+        )
+
+
+def _onednn_applies(input: torch.Tensor, weight: torch.Tensor, padding) -> bool:
+    return (
+        input.device.type == "cpu"
+        and input.dtype == weight.dtype == torch.float32
+        and input.ndim == 4
+        and not isinstance(padding, str)
+        and not (torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad))
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+    )
+
+
+def pin_conv_kernel(module: nn.Module) -> nn.Module:
+    """Make every plain ``nn.Conv2d`` in ``module`` a :class:`PinnedConv2d` (in place; returns
+    ``module``), so its outputs do not depend on the number of torch threads.  Subclasses of
+    ``nn.Conv2d`` are left alone (their ``forward`` may be their own)."""
+    for m in module.modules():
+        if type(m) is nn.Conv2d:
+            m.__class__ = PinnedConv2d
+    return module
+
+
 class SegmentationModel(nn.Module):
     """Base class: subclasses set the attributes below and implement ``features`` and ``logits``
     (or ``task``)."""
@@ -96,6 +145,13 @@ class SegmentationModel(nn.Module):
         """True when ``task`` is exactly a bilinear upsample of ``logits``."""
         cls = type(self)
         return cls.logits is not SegmentationModel.logits and cls.task is SegmentationModel.task
+
+    def train(self, mode: bool = True) -> SegmentationModel:
+        """``eval()`` also pins the convolution kernel (:func:`pin_conv_kernel`)."""
+        super().train(mode)
+        if not mode:
+            pin_conv_kernel(self)
+        return self
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.task(self.features(image), tuple(image.shape[-2:]))
