@@ -158,8 +158,10 @@ def _corrupt(src: Path, dst: Path, name: str, **changes) -> Path:
         ({"num_labels": 10**9, "id2label": None}, "num_labels must be an integer 1..256"),
         ({"num_labels": -3, "id2label": None}, "num_labels must be an integer"),
         ({"num_labels": None, "id2label": None}, "num_labels is missing"),
-        ({"num_labels": 7, "id2label": None}, "num_labels says 7 but the weights' "
-         "decode_head.classifier.weight has 5"),
+        (
+            {"num_labels": 7, "id2label": None},
+            "num_labels says 7 but the weights' decode_head.classifier.weight has 5",
+        ),
         ({"num_labels": 4}, "num_labels is 4 but id2label names 5 classes"),
         ({"hidden_sizes": [8, 16, 24, 40]}, "hidden_sizes says 40 but the weights'"),
         ({"hidden_sizes": [8, 16]}, "hidden_sizes has 2 entries but num_encoder_blocks is 4"),
@@ -202,9 +204,7 @@ def test_one_number_for_all_channels_is_accepted(tiny, tmp_path):
     assert build_model("segformer", weights=ok).mean == (0.5, 0.5, 0.5)
 
 
-def test_a_missing_folder_without_dot_slash_says_no_such_directory_at_once(
-    tmp_path, monkeypatch
-):
+def test_a_missing_folder_without_dot_slash_says_no_such_directory_at_once(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "models").mkdir()
     for name in ("my_segformer", "models/segformer-b0", "a/b/c"):
