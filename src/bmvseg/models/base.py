@@ -25,6 +25,14 @@ Conventions are declared as attributes, not coded in ``features``:
   arg-max can never pick void, and every label id is < ``num_classes``.  A reported class that
   no output maps to gets -inf (never predicted).
 
+Input sizes: ``input_multiple`` is the number every side of the image given to ``features``
+must be a multiple of (1: any size; otherwise a multiple of every stride).  ``preprocess`` pads
+the bottom and right edges up to it (``pad_mode``: "replicate" or "reflect") and ``task``
+crops its output back to the frame's size, so the feature maps (and the warps on them) cover
+the padded image and the labels the frame; the lean arg-max path does the same with
+:meth:`SegmentationModel.padded_size`.  Padding only the bottom and right keeps feature pixel
+``(i, j)`` over the same image region as without padding.
+
 Labels do not depend on the number of torch threads.  PyTorch picks the CPU convolution kernel
 by the thread count: a 1x1 convolution (stride 1, batch < 16) runs oneDNN's kernel with two or
 more threads and the im2col + GEMM one with a single thread, and the two round differently
@@ -45,6 +53,7 @@ from torch import nn
 
 Features = tuple[torch.Tensor, ...]
 CHANNEL_ORDERS = ("RGB", "BGR")
+PAD_MODES = ("replicate", "reflect")
 
 
 def default_palette(names: Sequence[str]) -> np.ndarray:
@@ -71,6 +80,22 @@ def upsample(logits: torch.Tensor, out_size: Sequence[int]) -> torch.Tensor:
     if tuple(logits.shape[-2:]) == tuple(out_size):
         return logits
     return F.interpolate(logits, size=tuple(out_size), mode="bilinear", align_corners=False)
+
+
+def crop(t: torch.Tensor, out_size: Sequence[int]) -> torch.Tensor:
+    """The top-left ``out_size`` (H, W) of ``t`` (``t`` itself when it is that size)."""
+    if tuple(t.shape[-2:]) == tuple(out_size):
+        return t
+    return t[..., : out_size[0], : out_size[1]]
+
+
+def pad_image(t: torch.Tensor, size: Sequence[int], mode: str) -> torch.Tensor:
+    """``t`` ``(N, C, H, W)`` padded at the bottom and right to ``size`` (``mode``: "replicate",
+    or "reflect", which mirrors without repeating the edge and so needs the pad < the side)."""
+    dh, dw = size[0] - t.shape[-2], size[1] - t.shape[-1]
+    if mode == "reflect" and (dh >= t.shape[-2] or dw >= t.shape[-1]):
+        mode = "replicate"  # a frame smaller than the pad: reflect is undefined
+    return F.pad(t, (0, dw, 0, dh), mode=mode)
 
 
 class PinnedConv2d(nn.Conv2d):
@@ -128,6 +153,9 @@ class SegmentationModel(nn.Module):
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     void_index: int | None = None
     class_map: tuple[int | None, ...] | None = None
+    input_multiple: int = 1  # every input side a multiple of this (padded up to it)
+    pad_mode: str = "replicate"  # how ``preprocess`` pads: "replicate" or "reflect"
+    split: str | None = None  # the cut between features and task, where the model has several
 
     def features(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:  # pragma: no cover
         raise NotImplementedError
@@ -138,7 +166,28 @@ class SegmentationModel(nn.Module):
 
     def task(self, feats: Features, out_size: tuple[int, int]) -> torch.Tensor:
         """Logits ``(N, num_classes, *out_size)``; ``out_size`` is (H, W) of the input image."""
-        return upsample(self.logits(feats), out_size)
+        cover = self.padded_cover(feats, out_size)
+        return crop(upsample(self.logits(feats), cover), out_size)
+
+    def padded_size(self, hw: Sequence[int]) -> tuple[int, int]:
+        """(H, W) of an ``hw`` image after ``preprocess``' padding (``hw`` when none)."""
+        m = self.input_multiple
+        return (-(-int(hw[0]) // m) * m, -(-int(hw[1]) // m) * m)
+
+    def padded_cover(self, feats: Features, out_size: Sequence[int]) -> tuple[int, int]:
+        """The size, at the scale of ``out_size``, of the padded image ``feats`` come from.
+
+        ``out_size`` is the frame's size (the usual case: exact) or a fraction ``ceil(H / n)``
+        of it (the engine's label stride ``n``, recovered as the nearest whole ratio).
+        """
+        if self.input_multiple == 1:
+            return (int(out_size[0]), int(out_size[1]))
+        s = self.strides[0]
+        cover = []
+        for p, o in zip((feats[0].shape[-2] * s, feats[0].shape[-1] * s), out_size, strict=True):
+            n = 1 if self.padded_size((o, o))[0] == p else max(1, round(p / o))
+            cover.append(-(-p // n))
+        return (cover[0], cover[1])
 
     @property
     def has_lowres_logits(self) -> bool:
@@ -154,6 +203,8 @@ class SegmentationModel(nn.Module):
         return self
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Logits at the size of ``image`` (already preprocessed, so padded where the model
+        pads: use ``task(features(x), hw)`` for the frame's own size)."""
         return self.task(self.features(image), tuple(image.shape[-2:]))
 
     @property
@@ -162,7 +213,8 @@ class SegmentationModel(nn.Module):
         return max(self.strides)
 
     def preprocess(self, rgb: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """(H, W, 3) or (N, H, W, 3) uint8 RGB -> (N, 3, H, W) float as the model expects it."""
+        """(H, W, 3) or (N, H, W, 3) uint8 RGB -> (N, 3, H', W') float as the model expects it
+        (``(H', W') = padded_size((H, W))``)."""
         t = torch.as_tensor(rgb)
         if t.ndim == 3:
             t = t.unsqueeze(0)
@@ -173,7 +225,11 @@ class SegmentationModel(nn.Module):
         t = t.float().mul_(self.scale)
         mean = torch.tensor(self.mean, device=p.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=p.device).view(1, 3, 1, 1)
-        return ((t - mean) / std).contiguous(memory_format=torch.channels_last)
+        t = (t - mean) / std
+        ph, pw = self.padded_size(t.shape[-2:])
+        if (ph, pw) != tuple(t.shape[-2:]):
+            t = pad_image(t, (ph, pw), self.pad_mode)
+        return t.contiguous(memory_format=torch.channels_last)
 
     def map_outputs(self, raw: torch.Tensor) -> torch.Tensor:
         """Apply ``void_index`` / ``class_map`` to raw network outputs (identity without them)."""
