@@ -56,30 +56,42 @@ def with_strides(m: int, strides: Sequence[int]) -> int:
     return m if m == 1 else math.lcm(m, *strides)
 
 
-def probe_size(m: int) -> tuple[int, int]:
-    """An image about 100x140 whose sides are odd multiples of ``m``."""
-    odd = [-(-side // m) | 1 for side in (100, 140)]
-    return (m * odd[0], m * odd[1])
+def probe_sizes(m: int) -> list[tuple[int, int]]:
+    """Images whose sides are ``m`` and ``-m`` modulo 64 (:data:`MULTIPLES`' largest), each
+    side both: the residues that break a network needing a larger multiple.
+
+    A decoder that meets an upsampled coarse map with a finer one fails at level ``2**a`` when
+    its sizes round up and the side modulo ``2**(a+1)`` is in ``1..2**a`` (side = ``m`` modulo
+    64 hits every level ``2**a >= m``), or when they round down and it is in
+    ``2**a..2**(a+1)-1`` (side = ``-m`` modulo 64 hits those).
+    """
+    a, b = 128 + m % 64, 192 - m % 64
+    return [(a, b), (b, a)]
+
+
+def _runs(model: SplitModel, hw: tuple[int, int], device: torch.device) -> bool:
+    """True when an ``hw`` image runs through the network, with features of a whole (rounded
+    up or down) stride."""
+    try:
+        with torch.no_grad():
+            feats = model.features(torch.zeros(1, 3, *hw, device=device))
+            for f, s in zip(feats, model.strides, strict=True):
+                if f.shape[-2] not in (hw[0] // s, -(-hw[0] // s)):
+                    return False
+                if f.shape[-1] not in (hw[1] // s, -(-hw[1] // s)):
+                    return False
+            model._run(model.task_net, feats, hw)
+    except (BmvsegError, RuntimeError):
+        return False
+    return True
 
 
 def measure_multiple(model: SplitModel) -> int:
-    """The smallest of :data:`MULTIPLES` whose probe image (:func:`probe_size`) runs through
-    the network with features of a whole or rounded stride (the largest when none does)."""
+    """The smallest of :data:`MULTIPLES` all of whose :func:`probe_sizes` run through the
+    network (the largest when none does)."""
     p = next(model.parameters(), None)
     device = p.device if p is not None else torch.device("cpu")
-    for m in MULTIPLES:
-        hw = probe_size(m)
-        try:
-            with torch.no_grad():
-                feats = model.features(torch.zeros(1, 3, *hw, device=device))
-                sizes_ok = all(
-                    f.shape[-2] in (hw[0] // s, -(-hw[0] // s))
-                    and f.shape[-1] in (hw[1] // s, -(-hw[1] // s))
-                    for f, s in zip(feats, model.strides, strict=True)
-                )
-                if sizes_ok:
-                    model._run(model.task_net, feats, hw)
-                    return m
-        except (BmvsegError, RuntimeError):
-            continue
+    for m in MULTIPLES[:-1]:
+        if all(_runs(model, hw, device) for hw in probe_sizes(m)):
+            return m
     return MULTIPLES[-1]
