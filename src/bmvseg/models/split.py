@@ -272,14 +272,16 @@ class SplitModel(SegmentationModel):
             raise self._size_error((feats[0].shape[-2] * s, feats[0].shape[-1] * s), exc) from None
 
     def _size_error(self, hw: tuple[int, int], exc: RuntimeError) -> BmvsegError:
-        """One line for an error inside the traced network: the input size and the likely
-        cause, its sides not being multiples of some power of two."""
+        """One line for an error inside the traced network: the input size and, for a shape
+        mismatch, the likely cause (its sides not multiples of some power of two)."""
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        msg = f"{self.net_name} failed on a {hw[0]}x{hw[1]} input ({first})"
+        if not any(w in first.lower() for w in ("size", "shape", "dimension")):
+            return BmvsegError(msg)
         n = next((m for m in MULTIPLES[1:] if hw[0] % m or hw[1] % m), 128)
         return BmvsegError(
-            f"{self.net_name} failed on a {hw[0]}x{hw[1]} input ({first}); likely cause: its "
-            f"sides are not divisible by {n}; pass split_module(..., input_multiple={n}) (or "
-            "a larger power of two) to pad frames to it"
+            f"{msg}; likely cause: its sides are not divisible by {n}; pass "
+            f"split_module(..., input_multiple={n}) (or a larger power of two) to pad frames"
         )
 
     @property
