@@ -38,8 +38,10 @@ by the thread count: a 1x1 convolution (stride 1, batch < 16) runs oneDNN's kern
 more threads and the im2col + GEMM one with a single thread, and the two round differently
 (the shipped model's 1x1 classifier moved a label by one pixel on a few real frames).  In eval
 mode every plain ``nn.Conv2d`` of a model runs oneDNN's kernel directly
-(:func:`pin_conv_kernel`), whose results are the same at any thread count, and the same as
-multi-threaded PyTorch gives; it is also faster than the single-thread GEMM path.
+(:func:`pin_conv_kernel`), whose results are the same at 1, 2 and 4 threads (as measured,
+``tests/test_determinism.py``) and the same as multi-threaded PyTorch gives; it is also faster
+than the single-thread GEMM path.  The modules are changed in place, so a network cut by
+:func:`~bmvseg.models.split.split_module` (which shares them) runs pinned too.
 """
 
 from __future__ import annotations
