@@ -123,11 +123,11 @@ class SegformerSeg(SegmentationModel):
         return self.map_outputs(raw)
 
 
-def _hub_file(weights: str, name: str) -> Path | None:
-    """``name`` of hub checkpoint ``weights`` from transformers' cache, else from the hub;
-    None when the checkpoint has no such file."""
+def _hub_file(weights: str, name: str, online: bool) -> Path | None:
+    """``name`` of hub checkpoint ``weights`` from transformers' cache, else (``online``) from
+    the hub; None when neither has it."""
     tf = _transformers()
-    for local_only in (True, False):
+    for local_only in (True, False) if online else (True,):
         try:
             path = tf.utils.cached_file(
                 weights, name, local_files_only=local_only,
@@ -143,46 +143,45 @@ def _hub_file(weights: str, name: str) -> Path | None:
             ) from None
         if path is not None:
             return Path(path)
-        if local_only and name == "config.json":  # not cached: is the hub there at all?
-            _require_hub(weights)
     return None
 
 
-def _require_hub(weights: str) -> None:
-    """Refuse at once when the hub cannot be reached (transformers would retry for ~30 s)."""
+def _hub_unreachable() -> str | None:
+    """Why the hub cannot be used now (None: it can), found at once: transformers itself
+    retries an unreachable hub for about 30 s before it says so."""
     import socket
     from urllib.parse import urlparse
 
     from huggingface_hub import constants
 
+    if constants.HF_HUB_OFFLINE:
+        return "offline mode (HF_HUB_OFFLINE)"
     url = urlparse(constants.ENDPOINT)
-    why = "offline mode (HF_HUB_OFFLINE)" if constants.HF_HUB_OFFLINE else None
-    if why is None:
-        try:
-            socket.create_connection((url.hostname, url.port or 443), timeout=3).close()
-        except OSError as exc:
-            why = f"{url.hostname} cannot be reached ({exc.strerror or exc})"
-    if why is not None:
-        raise CheckpointError(
-            f"{weights}: no such directory, not in the Hugging Face cache, and {why}"
-        )
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=3).close()
+    except OSError as exc:
+        return f"{url.hostname} cannot be reached ({exc.strerror or exc})"
+    return None
 
 
 def _config_files(weights: str) -> tuple[Path, Path | None, bool]:
-    """(config.json, preprocessor_config.json or None, local?) of a directory or hub id."""
+    """(config.json, preprocessor_config.json or None, whether the weights may be fetched from
+    the hub) of a directory or a hub id."""
     local = Path(weights).expanduser()
     if local.is_dir():
         proc = local / "preprocessor_config.json"
-        return local / "config.json", proc if proc.is_file() else None, True
+        return local / "config.json", proc if proc.is_file() else None, False
     if _looks_local(weights):
         raise CheckpointError(
             f"cannot read a transformers config from {weights}: no such directory "
             "(expected a save_pretrained directory or a hub id such as nvidia/segformer-b0-...)"
         )
-    config = _hub_file(weights, "config.json")
+    why = _hub_unreachable()
+    config = _hub_file(weights, "config.json", online=why is None)
     if config is None:
-        raise CheckpointError(f"{weights}: a hub id with no config.json")
-    return config, _hub_file(weights, "preprocessor_config.json"), False
+        where = f"not in the Hugging Face cache, and {why}" if why else "no config.json on the hub"
+        raise CheckpointError(f"{weights}: no such directory, {where}")
+    return config, _hub_file(weights, "preprocessor_config.json", why is None), why is None
 
 
 def _looks_local(weights: str) -> bool:
@@ -215,13 +214,12 @@ def build_segformer(
         )
     tf = _transformers()
     weights = str(weights)
-    config_path, proc_path, local = _config_files(weights)
+    config_path, proc_path, online = _config_files(weights)
     if not config_path.is_file():
         raise CheckpointError(f"cannot read a transformers config from {weights}: no config.json")
     raw = read_json(config_path, "transformers config")
     n_labels = check_config(raw, str(config_path))
-    if local:
-        check_weights_match(config_path.parent, raw, n_labels, str(config_path))
+    check_weights_match(config_path.parent, raw, n_labels, str(config_path))  # where cached
     norm = {}
     if proc_path is not None:
         norm = normalisation(read_json(proc_path, "image processor config"), str(proc_path))
@@ -230,7 +228,9 @@ def build_segformer(
     bars = tf.utils.logging.is_progress_bar_enabled()
     tf.utils.logging.disable_progress_bar()  # its per-tensor loading bar is noise on our stdout
     try:
-        hf = tf.SegformerForSemanticSegmentation.from_pretrained(weights)
+        hf = tf.SegformerForSemanticSegmentation.from_pretrained(
+            weights, local_files_only=not online
+        )
     except (OSError, ValueError, RuntimeError, TypeError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"cannot load SegFormer weights from {weights}: {first}") from None
