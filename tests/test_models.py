@@ -1,7 +1,9 @@
 """ENetLite's feature/task split and the model registry."""
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from bmvseg.errors import BmvsegError, CheckpointError
 from bmvseg.models.checkpoint import save_checkpoint
@@ -129,3 +131,22 @@ def test_preprocess_honours_channel_order_scale_mean_std():
     m.channel_order, m.scale, m.mean, m.std = "BGR", 1.0, (1.0, 2.0, 3.0), (2.0, 4.0, 8.0)
     x = m.preprocess(rgb)
     torch.testing.assert_close(x[0, :, 0, 0], torch.tensor([29 / 2, 18 / 4, 7 / 8]))
+
+
+def test_a_declared_input_multiple_pads_the_input_and_crops_every_output():
+    torch.manual_seed(0)
+    model = ENetLite().eval()
+    model.input_multiple, model.pad_mode = 16, "replicate"
+    rgb = np.random.default_rng(1).integers(0, 256, (60, 100, 3), np.uint8)
+    x = model.preprocess(rgb)
+    assert x.shape == (1, 3, 64, 112) and model.padded_size((60, 100)) == (64, 112)
+    torch.testing.assert_close(x[..., 60:, :100], x[..., 59:60, :100].expand(-1, -1, 4, -1))
+    with torch.inference_mode():
+        feats = model.features(x)
+        low = model.logits(feats)
+        full = F.interpolate(low, (64, 112), mode="bilinear", align_corners=False)
+        assert torch.equal(model.task(feats, (60, 100)), full[..., :60, :100])
+        half = F.interpolate(low, (32, 56), mode="bilinear", align_corners=False)
+        assert torch.equal(model.task(feats, (30, 50)), half[..., :30, :50])  # label stride 2
+    model.input_multiple = 1
+    assert model.preprocess(rgb).shape == (1, 3, 60, 100)

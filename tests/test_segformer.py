@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -127,10 +129,98 @@ def test_refusals_are_one_line_errors(tmp_path):
         build_model("segformer", weights=str(tmp_path / "nowhere"))
     other = tmp_path / "dpt"
     transformers.DPTConfig().save_pretrained(other)
-    with pytest.raises(BmvsegError, match="'dpt' model; bmvseg cuts only SegFormer.*split_module"):
+    with pytest.raises(BmvsegError, match="model_type is 'dpt'.*cuts only SegFormer.*split_module"):
         build_model("segformer", weights=other)
     with pytest.raises(BmvsegError, match="split 'middle' for model 'segformer'"):
         build_model("segformer", weights=other, split="middle")
+
+
+def _corrupt(src: Path, dst: Path, name: str, **changes) -> Path:
+    """A copy of checkpoint ``src`` with JSON file ``name`` changed (a value None: removed)."""
+    shutil.copytree(src, dst)
+    data = json.loads((dst / name).read_text())
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    (dst / name).write_text(json.dumps(data))
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"id2label": ["a", "b", "c", "d", "e"]}, "id2label must be an object"),
+        ({"id2label": "thing0"}, "id2label must be an object"),
+        ({"id2label": {"0": "a", "7": "b"}}, "id2label keys must be the ids 0..1"),
+        ({"num_labels": "5"}, "num_labels must be an integer 1..256, not '5'"),
+        ({"num_labels": 10**9, "id2label": None}, "num_labels must be an integer 1..256"),
+        ({"num_labels": -3, "id2label": None}, "num_labels must be an integer"),
+        ({"num_labels": None, "id2label": None}, "num_labels is missing"),
+        (
+            {"num_labels": 7, "id2label": None},
+            "num_labels says 7 but the weights' decode_head.classifier.weight has 5",
+        ),
+        ({"num_labels": 4}, "num_labels is 4 but id2label names 5 classes"),
+        ({"hidden_sizes": [8, 16, 24, 40]}, "hidden_sizes says 40 but the weights'"),
+        ({"hidden_sizes": [8, 16]}, "hidden_sizes has 2 entries but num_encoder_blocks is 4"),
+        ({"hidden_sizes": "big"}, "hidden_sizes must be a list of positive integers"),
+        ({"decoder_hidden_size": 32}, "decoder_hidden_size says 32 but the weights'"),
+        ({"decoder_hidden_size": 0}, "decoder_hidden_size must be a positive integer"),
+        ({"model_type": "bert"}, "model_type is 'bert', not 'segformer'"),
+        ({"model_type": None}, "model_type is None"),
+        ({"strides": [4, "2", 2, 2]}, "strides must be a list of positive integers"),
+    ],
+)
+def test_odd_configs_are_one_line_errors_naming_the_field(tiny, tmp_path, changes, field):
+    bad = _corrupt(tiny[0], tmp_path / "odd", "config.json", **changes)
+    with pytest.raises(BmvsegError) as err:
+        build_model("segformer", weights=bad)
+    msg = str(err.value)
+    assert field in msg and "config.json" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"image_mean": ["0.5", "0.4", "0.3"]}, "image_mean must be 3 numbers"),
+        ({"image_mean": [0.5, 0.4]}, "image_mean must be 3 numbers"),
+        ({"image_std": [0.0, 0.0, 0.0]}, "image_std must be > 0 for every channel"),
+        ({"image_std": [0.2, -1, 0.3]}, "image_std must be > 0"),
+        ({"rescale_factor": "1/255"}, "rescale_factor must be a number > 0"),
+        ({"do_normalize": "yes"}, "do_normalize must be true or false"),
+    ],
+)
+def test_odd_processor_configs_are_one_line_errors_naming_the_field(tiny, tmp_path, changes, field):
+    bad = _corrupt(tiny[0], tmp_path / "odd", "preprocessor_config.json", **changes)
+    with pytest.raises(BmvsegError) as err:
+        build_model("segformer", weights=bad)
+    assert field in str(err.value) and "preprocessor_config.json" in str(err.value)
+
+
+def test_one_number_for_all_channels_is_accepted(tiny, tmp_path):
+    ok = _corrupt(tiny[0], tmp_path / "ok", "preprocessor_config.json", image_mean=0.5)
+    assert build_model("segformer", weights=ok).mean == (0.5, 0.5, 0.5)
+
+
+def test_a_missing_folder_without_dot_slash_says_no_such_directory_at_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    for name in ("my_segformer", "models/segformer-b0", "a/b/c"):
+        t = time.monotonic()
+        with pytest.raises(BmvsegError, match="no such directory"):
+            build_model("segformer", weights=name)
+        assert time.monotonic() - t < 5, name
+
+
+def test_an_uncached_hub_id_offline_says_so_at_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    t = time.monotonic()
+    with pytest.raises(BmvsegError, match="no such directory, not in the Hugging Face cache"):
+        build_model("segformer", weights="nobody-here/segformer-none")
+    assert time.monotonic() - t < 5
 
 
 @pytest.fixture(scope="module")

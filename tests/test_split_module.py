@@ -214,3 +214,90 @@ def test_torchvision_deeplabv3_cut_at_aspp_equals_the_context_split(tmp_path):
         torch.testing.assert_close(fa[0], fb[0], rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(model.task(fa, (97, 129)), hand.task(fb, (97, 129)))
         torch.testing.assert_close(model.logits(fa), hand.logits(fb), rtol=1e-4, atol=1e-4)
+
+
+class Needs8(nn.Module):
+    """Input sides must be multiples of 8: its stride-8 map, upsampled x2, meets the stride-4
+    one (as in most encoder-decoders); ``final`` is how its output reaches the input size."""
+
+    def __init__(self, final: str = "bilinear") -> None:
+        super().__init__()
+        self.final = final
+        self.stem, self.mid, self.deep = _cbr(3, 8, 2), _cbr(8, 16, 2), _cbr(16, 16, 2)
+        self.fuse = _cbr(32, 16)
+        self.head = nn.Conv2d(16, 5, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.mid(self.stem(x))
+        b = F.interpolate(self.deep(a), scale_factor=2.0, mode="nearest")
+        y = self.head(self.fuse(torch.cat([a, b], 1)))
+        if self.final == "bilinear":
+            return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return F.interpolate(y, size=x.shape[-2:], mode="nearest")
+
+
+@pytest.fixture(scope="module")
+def odd_video(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("odd") / "clip.mp4"
+    frames = moving_texture_clip("object", 60, 100, 12, seed=5, speed=1.5)[0]
+    encode_video(frames, path, options=X264_ONE_REF)
+    return path
+
+
+def _own_argmax(net: nn.Module, rgb: np.ndarray) -> np.ndarray:
+    """The network's own labels for a frame: normalised, padded (replicate) at the bottom and
+    right to multiples of 8, run, cropped back."""
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+    x = (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    h, w = rgb.shape[:2]
+    x = F.pad(x, (0, -w % 8, 0, -h % 8), mode="replicate")
+    with torch.inference_mode():
+        return net(x)[0, :, :h, :w].argmax(0).to(torch.uint8).numpy()
+
+
+@pytest.mark.parametrize("final", ["bilinear", "nearest"])
+def test_a_network_needing_multiples_of_8_runs_on_any_size_with_every_scheme(odd_video, final):
+    net = _random(Needs8(final))
+    with pytest.raises(RuntimeError, match="Sizes of tensors must match"):
+        net(torch.zeros(1, 3, 60, 100))  # 60 = 4 x 15: the network alone fails
+    model = split_module(net, "fuse", mean=MEAN, std=STD)
+    assert (model.input_multiple, model.pad_mode, model.split) == (8, "replicate", "fuse")
+    assert model.has_lowres_logits == (final == "bilinear")
+    per = list(segment(odd_video, model=model, scheme="per-frame"))
+    assert len(per) == 12
+    for r in per:
+        assert r.labels.shape == (60, 100)
+        np.testing.assert_array_equal(r.labels, _own_argmax(net, r.frame.image))
+    for scheme in ("prop-flow", "prop-bmv", "inter-bmv"):
+        for opts in ({}, {"label_stride": 2}):
+            out = list(segment(odd_video, model=model, scheme=scheme, interval=4, **opts))
+            assert [r.labels.shape for r in out] == [(60, 100)] * 12, (scheme, opts)
+            if not opts:  # keyframes run the feature network on the padded frame itself
+                keys = [r for r in out if r.keyframe]
+                assert len(keys) >= 3
+                for r in keys:
+                    np.testing.assert_array_equal(r.labels, per[r.index].labels)
+
+
+def test_a_size_error_inside_the_network_is_one_line_naming_size_and_multiple(odd_video):
+    model = split_module(_random(Needs8()), "fuse", input_multiple=1)
+    assert model.input_multiple == 1
+    with pytest.raises(BmvsegError) as err:
+        list(segment(odd_video, model=model, scheme="per-frame"))
+    msg = str(err.value)
+    assert "Needs8 failed on a 60x100 input" in msg and "not divisible by 8" in msg
+    assert "input_multiple=8" in msg and "\n" not in msg
+    for bad in (0, "8", True):
+        with pytest.raises(BmvsegError, match="input_multiple must be an integer"):
+            split_module(_random(Needs8()), "fuse", input_multiple=bad)
+    with pytest.raises(BmvsegError, match="pad_mode must be one of replicate, reflect"):
+        split_module(_random(Needs8()), "fuse", pad_mode="zeros")
+
+
+def test_reflect_padding_and_a_network_that_takes_any_size(net):
+    model = split_module(_random(Needs8()), "fuse", pad_mode="reflect", input_multiple=16)
+    x = model.preprocess(np.arange(60 * 100 * 3, dtype=np.uint8).reshape(60, 100, 3))
+    assert x.shape == (1, 3, 64, 112)
+    torch.testing.assert_close(x[..., 60:, :100], x[..., 55:59, :100].flip(-2))  # mirrored
+    torch.testing.assert_close(x[..., :60, 100:], x[..., :60, 87:99].flip(-1))
+    assert _split(net).input_multiple == 1  # StreetNet resizes its maps to each other

@@ -24,6 +24,24 @@ Conventions are declared as attributes, not coded in ``features``:
   ``num_classes``, ``class_names`` and ``palette`` always describe the reported classes, the
   arg-max can never pick void, and every label id is < ``num_classes``.  A reported class that
   no output maps to gets -inf (never predicted).
+
+Input sizes: ``input_multiple`` is the number every side of the image given to ``features``
+must be a multiple of (1: any size; otherwise a multiple of every stride).  ``preprocess`` pads
+the bottom and right edges up to it (``pad_mode``: "replicate" or "reflect") and ``task``
+crops its output back to the frame's size, so the feature maps (and the warps on them) cover
+the padded image and the labels the frame; the lean arg-max path does the same with
+:meth:`SegmentationModel.padded_size`.  Padding only the bottom and right keeps feature pixel
+``(i, j)`` over the same image region as without padding.
+
+Labels do not depend on the number of torch threads.  PyTorch picks the CPU convolution kernel
+by the thread count: a 1x1 convolution (stride 1, batch < 16) runs oneDNN's kernel with two or
+more threads and the im2col + GEMM one with a single thread, and the two round differently
+(the shipped model's 1x1 classifier moved a label by one pixel on a few real frames).  In eval
+mode every plain ``nn.Conv2d`` of a model runs oneDNN's kernel directly
+(:func:`pin_conv_kernel`), whose results are the same at 1, 2 and 4 threads (as measured,
+``tests/test_determinism.py``) and the same as multi-threaded PyTorch gives; it is also faster
+than the single-thread GEMM path.  The modules are changed in place, so a network cut by
+:func:`~bmvseg.models.split.split_module` (which shares them) runs pinned too.
 """
 
 from __future__ import annotations
@@ -37,6 +55,7 @@ from torch import nn
 
 Features = tuple[torch.Tensor, ...]
 CHANNEL_ORDERS = ("RGB", "BGR")
+PAD_MODES = ("replicate", "reflect")
 
 
 def default_palette(names: Sequence[str]) -> np.ndarray:
@@ -65,6 +84,63 @@ def upsample(logits: torch.Tensor, out_size: Sequence[int]) -> torch.Tensor:
     return F.interpolate(logits, size=tuple(out_size), mode="bilinear", align_corners=False)
 
 
+def crop(t: torch.Tensor, out_size: Sequence[int]) -> torch.Tensor:
+    """The top-left ``out_size`` (H, W) of ``t`` (``t`` itself when it is that size)."""
+    if tuple(t.shape[-2:]) == tuple(out_size):
+        return t
+    return t[..., : out_size[0], : out_size[1]]
+
+
+def pad_image(t: torch.Tensor, size: Sequence[int], mode: str) -> torch.Tensor:
+    """``t`` ``(N, C, H, W)`` padded at the bottom and right to ``size`` (``mode``: "replicate",
+    or "reflect", which mirrors without repeating the edge and so needs the pad < the side)."""
+    dh, dw = size[0] - t.shape[-2], size[1] - t.shape[-1]
+    if mode == "reflect" and (dh >= t.shape[-2] or dw >= t.shape[-1]):
+        mode = "replicate"  # a frame smaller than the pad: reflect is undefined
+    return F.pad(t, (0, dw, 0, dh), mode=mode)
+
+
+class PinnedConv2d(nn.Conv2d):
+    """An ``nn.Conv2d`` that runs oneDNN's CPU kernel whatever the thread count (see the module
+    docstring); elsewhere (other devices or dtypes, gradients, string padding) it is
+    ``nn.Conv2d`` unchanged.  Same parameters and state-dict keys."""
+
+    def _conv_forward(
+        self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        if not _onednn_applies(input, weight, self.padding):
+            return super()._conv_forward(input, weight, bias)
+        padding = self.padding
+        if self.padding_mode != "zeros":
+            input = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            padding = (0, 0)
+        return torch.ops.aten.mkldnn_convolution(
+            input, weight, bias, padding, self.stride, self.dilation, self.groups
+        )
+
+
+def _onednn_applies(input: torch.Tensor, weight: torch.Tensor, padding) -> bool:
+    return (
+        input.device.type == "cpu"
+        and input.dtype == weight.dtype == torch.float32
+        and input.ndim == 4
+        and not isinstance(padding, str)
+        and not (torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad))
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+    )
+
+
+def pin_conv_kernel(module: nn.Module) -> nn.Module:
+    """Make every plain ``nn.Conv2d`` in ``module`` a :class:`PinnedConv2d` (in place; returns
+    ``module``), so its outputs do not depend on the number of torch threads.  Subclasses of
+    ``nn.Conv2d`` are left alone (their ``forward`` may be their own)."""
+    for m in module.modules():
+        if type(m) is nn.Conv2d:
+            m.__class__ = PinnedConv2d
+    return module
+
+
 class SegmentationModel(nn.Module):
     """Base class: subclasses set the attributes below and implement ``features`` and ``logits``
     (or ``task``)."""
@@ -79,6 +155,9 @@ class SegmentationModel(nn.Module):
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     void_index: int | None = None
     class_map: tuple[int | None, ...] | None = None
+    input_multiple: int = 1  # every input side a multiple of this (padded up to it)
+    pad_mode: str = "replicate"  # how ``preprocess`` pads: "replicate" or "reflect"
+    split: str | None = None  # the cut between features and task, where the model has several
 
     def features(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:  # pragma: no cover
         raise NotImplementedError
@@ -89,7 +168,28 @@ class SegmentationModel(nn.Module):
 
     def task(self, feats: Features, out_size: tuple[int, int]) -> torch.Tensor:
         """Logits ``(N, num_classes, *out_size)``; ``out_size`` is (H, W) of the input image."""
-        return upsample(self.logits(feats), out_size)
+        cover = self.padded_cover(feats, out_size)
+        return crop(upsample(self.logits(feats), cover), out_size)
+
+    def padded_size(self, hw: Sequence[int]) -> tuple[int, int]:
+        """(H, W) of an ``hw`` image after ``preprocess``' padding (``hw`` when none)."""
+        m = self.input_multiple
+        return (-(-int(hw[0]) // m) * m, -(-int(hw[1]) // m) * m)
+
+    def padded_cover(self, feats: Features, out_size: Sequence[int]) -> tuple[int, int]:
+        """The size, at the scale of ``out_size``, of the padded image ``feats`` come from.
+
+        ``out_size`` is the frame's size (the usual case: exact) or a fraction ``ceil(H / n)``
+        of it (the engine's label stride ``n``, recovered as the nearest whole ratio).
+        """
+        if self.input_multiple == 1:
+            return (int(out_size[0]), int(out_size[1]))
+        s = self.strides[0]
+        cover = []
+        for p, o in zip((feats[0].shape[-2] * s, feats[0].shape[-1] * s), out_size, strict=True):
+            n = 1 if self.padded_size((o, o))[0] == p else max(1, round(p / o))
+            cover.append(-(-p // n))
+        return (cover[0], cover[1])
 
     @property
     def has_lowres_logits(self) -> bool:
@@ -97,7 +197,16 @@ class SegmentationModel(nn.Module):
         cls = type(self)
         return cls.logits is not SegmentationModel.logits and cls.task is SegmentationModel.task
 
+    def train(self, mode: bool = True) -> SegmentationModel:
+        """``eval()`` also pins the convolution kernel (:func:`pin_conv_kernel`)."""
+        super().train(mode)
+        if not mode:
+            pin_conv_kernel(self)
+        return self
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Logits at the size of ``image`` (already preprocessed, so padded where the model
+        pads: use ``task(features(x), hw)`` for the frame's own size)."""
         return self.task(self.features(image), tuple(image.shape[-2:]))
 
     @property
@@ -106,7 +215,8 @@ class SegmentationModel(nn.Module):
         return max(self.strides)
 
     def preprocess(self, rgb: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """(H, W, 3) or (N, H, W, 3) uint8 RGB -> (N, 3, H, W) float as the model expects it."""
+        """(H, W, 3) or (N, H, W, 3) uint8 RGB -> (N, 3, H', W') float as the model expects it
+        (``(H', W') = padded_size((H, W))``)."""
         t = torch.as_tensor(rgb)
         if t.ndim == 3:
             t = t.unsqueeze(0)
@@ -117,7 +227,11 @@ class SegmentationModel(nn.Module):
         t = t.float().mul_(self.scale)
         mean = torch.tensor(self.mean, device=p.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=p.device).view(1, 3, 1, 1)
-        return ((t - mean) / std).contiguous(memory_format=torch.channels_last)
+        t = (t - mean) / std
+        ph, pw = self.padded_size(t.shape[-2:])
+        if (ph, pw) != tuple(t.shape[-2:]):
+            t = pad_image(t, (ph, pw), self.pad_mode)
+        return t.contiguous(memory_format=torch.channels_last)
 
     def map_outputs(self, raw: torch.Tensor) -> torch.Tensor:
         """Apply ``void_index`` / ``class_map`` to raw network outputs (identity without them)."""

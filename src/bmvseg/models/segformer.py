@@ -23,10 +23,8 @@ transformers is an optional extra, imported only when a model is built.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -37,6 +35,12 @@ from bmvseg.models.base import (
     SegmentationModel,
     check_output_conventions,
     default_palette,
+)
+from bmvseg.models.segformer_config import (
+    check_config,
+    check_weights_match,
+    normalisation,
+    read_json,
 )
 
 SPLITS = ("context", "backbone")
@@ -119,49 +123,76 @@ class SegformerSeg(SegmentationModel):
         return self.map_outputs(raw)
 
 
-def _processor_config(weights: str) -> dict[str, Any]:
-    """The checkpoint's ``preprocessor_config.json`` as a dict ({} when it has none)."""
-    local = Path(weights)
-    path: str | Path | None = local / "preprocessor_config.json"
-    if not local.is_dir():
+def _hub_file(weights: str, name: str, online: bool) -> Path | None:
+    """``name`` of hub checkpoint ``weights`` from transformers' cache, else (``online``) from
+    the hub; None when neither has it."""
+    tf = _transformers()
+    for local_only in (True, False) if online else (True,):
         try:
-            path = _transformers().utils.cached_file(
-                weights, "preprocessor_config.json", _raise_exceptions_for_missing_entries=False
-            )
-        except Exception:  # offline, gated, or no such file: ImageNet statistics stay
-            path = None
-    if path is None or not Path(path).is_file():
-        return {}
+            path = tf.utils.cached_file(
+                weights, name, local_files_only=local_only,
+                _raise_exceptions_for_missing_entries=False,
+                _raise_exceptions_for_connection_errors=False,
+            )  # fmt: skip
+        except OSError as exc:
+            if local_only:
+                continue
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(
+                f"cannot read a transformers config from {weights}: {first}"
+            ) from None
+        if path is not None:
+            return Path(path)
+    return None
+
+
+def _hub_unreachable() -> str | None:
+    """Why the hub cannot be used now (None: it can), found at once: transformers itself
+    retries an unreachable hub for about 30 s before it says so."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "offline mode (HF_HUB_OFFLINE)"
+    url = urlparse(constants.ENDPOINT)
     try:
-        cfg = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: unreadable image processor config ({exc})") from None
-    return cfg if isinstance(cfg, dict) else {}
+        socket.create_connection((url.hostname, url.port or 443), timeout=3).close()
+    except OSError as exc:
+        return f"{url.hostname} cannot be reached ({exc.strerror or exc})"
+    return None
 
 
-def _normalisation(proc: dict[str, Any]) -> dict[str, Any]:
-    """mean/std/scale keywords for :class:`SegformerSeg` from an image processor config."""
-    out: dict[str, Any] = {}
-    if proc.get("do_normalize", True):
-        for key, name in (("image_mean", "mean"), ("image_std", "std")):
-            v = proc.get(key)
-            if isinstance(v, (list, tuple)) and len(v) == 3:
-                out[name] = tuple(float(x) for x in v)
-    else:
-        out["mean"], out["std"] = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
-    if not proc.get("do_rescale", True):
-        out["scale"] = 1.0
-    elif isinstance(proc.get("rescale_factor"), (int, float)):
-        out["scale"] = float(proc["rescale_factor"])
-    return out
+def _config_files(weights: str) -> tuple[Path, Path | None, bool]:
+    """(config.json, preprocessor_config.json or None, whether the weights may be fetched from
+    the hub) of a directory or a hub id."""
+    local = Path(weights).expanduser()
+    if local.is_dir():
+        proc = local / "preprocessor_config.json"
+        return local / "config.json", proc if proc.is_file() else None, False
+    if _looks_local(weights):
+        raise CheckpointError(
+            f"cannot read a transformers config from {weights}: no such directory "
+            "(expected a save_pretrained directory or a hub id such as nvidia/segformer-b0-...)"
+        )
+    why = _hub_unreachable()
+    config = _hub_file(weights, "config.json", online=why is None)
+    if config is None:
+        where = f"not in the Hugging Face cache, and {why}" if why else "no config.json on the hub"
+        raise CheckpointError(f"{weights}: no such directory, {where}")
+    return config, _hub_file(weights, "preprocessor_config.json", why is None), why is None
 
 
 def _looks_local(weights: str) -> bool:
-    """A path, not a hub id ("org/name"): absolute, relative with ./ ../ ~, or deeper."""
+    """Not a hub id ("org/name"): absolute, relative with ./ ../ ~, deeper or shallower than
+    org/name, or inside a directory that exists here."""
+    parts = weights.split("/")
     return (
         Path(weights).expanduser().is_absolute()
         or weights.startswith((".", "~"))
-        or (weights.count("/") > 1)
+        or len(parts) != 2
+        or Path(parts[0]).is_dir()
     )
 
 
@@ -174,7 +205,8 @@ def build_segformer(
     class_map: tuple[int | None, ...] | None = None,
 ) -> SegformerSeg:
     """A SegFormer from a hub id or ``save_pretrained`` directory, cut at ``split`` (default
-    ``context``); eval mode.  Other architectures are refused by name."""
+    ``context``); eval mode.  Other architectures are refused by name; the configs are
+    checked first (:mod:`bmvseg.models.segformer_config`)."""
     if weights is None or (isinstance(weights, str) and weights.lower() in ("default", "none")):
         raise BmvsegError(
             "segformer needs weights: a Hugging Face hub id (e.g. "
@@ -182,42 +214,30 @@ def build_segformer(
         )
     tf = _transformers()
     weights = str(weights)
-    if _looks_local(weights) and not Path(weights).is_dir():
-        raise CheckpointError(
-            f"cannot read a transformers config from {weights}: no such directory "
-            "(expected a save_pretrained directory or a hub id such as nvidia/segformer-b0-...)"
-        )
-    try:
-        config = tf.AutoConfig.from_pretrained(weights)
-    except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"cannot read a transformers config from {weights}: {first}"
-        ) from None
-    if config.model_type != "segformer":
-        raise BmvsegError(
-            f"{weights} is a transformers {config.model_type!r} model; bmvseg cuts only SegFormer "
-            "by name: wrap other networks with bmvseg.models.split_module(module, cut=...)"
-        )
-    if num_classes is not None and num_classes != config.num_labels:
-        raise CheckpointError(f"{weights} has {config.num_labels} labels, not {num_classes}")
+    config_path, proc_path, online = _config_files(weights)
+    if not config_path.is_file():
+        raise CheckpointError(f"cannot read a transformers config from {weights}: no config.json")
+    raw = read_json(config_path, "transformers config")
+    n_labels = check_config(raw, str(config_path))
+    check_weights_match(config_path.parent, raw, n_labels, str(config_path))  # where cached
+    norm = {}
+    if proc_path is not None:
+        norm = normalisation(read_json(proc_path, "image processor config"), str(proc_path))
+    if num_classes is not None and num_classes != n_labels:
+        raise CheckpointError(f"{weights} has {n_labels} labels, not {num_classes}")
     bars = tf.utils.logging.is_progress_bar_enabled()
     tf.utils.logging.disable_progress_bar()  # its per-tensor loading bar is noise on our stdout
     try:
-        hf = tf.SegformerForSemanticSegmentation.from_pretrained(weights)
-    except (OSError, ValueError) as exc:
+        hf = tf.SegformerForSemanticSegmentation.from_pretrained(
+            weights, local_files_only=not online
+        )
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"cannot load SegFormer weights from {weights}: {first}") from None
     finally:
         if bars:
             tf.utils.logging.enable_progress_bar()
-    return SegformerSeg(
-        hf,
-        split or "context",
-        void_index=void_index,
-        class_map=class_map,
-        **_normalisation(_processor_config(weights)),
-    )
+    return SegformerSeg(hf, split or "context", void_index=void_index, class_map=class_map, **norm)
 
 
 def _register() -> None:

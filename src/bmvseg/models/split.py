@@ -14,10 +14,17 @@ both become feature tensors.  Aux heads and other outputs are dropped first: the
 the tensor the network returns, ``out["out"]`` (torchvision) or ``out.logits`` (transformers),
 or the first element of a tuple.
 
-Strides are measured with one probe forward pass (:data:`PROBE`); the output may have any
-resolution and is upsampled bilinearly to the image size.  When the network itself ends in a
-bilinear upsample to the image size, that upsample is split off, so the model has
-low-resolution ``logits`` like the built-in ones and gives the same result.
+Strides are measured with one probe forward pass (:mod:`bmvseg.models.split_probe`); the
+output may have any resolution and is upsampled bilinearly to the image size.  When the
+network itself ends in a bilinear upsample to the image size, that upsample is split off, so
+the model has low-resolution ``logits`` like the built-in ones and gives the same result.
+
+The multiple every input side must have (``input_multiple``, see :mod:`bmvseg.models.base`)
+is measured too, unless given: the smallest power of two ``m`` for which images whose sides
+are odd multiples of ``m`` run through the network (one with a skip connection or a
+concatenation usually needs its largest stride), made a multiple of every cut stride.  Frames
+are padded up to it and labels cropped back; an error inside the network on some other size
+still ends as one line naming the size and the likely multiple.
 """
 
 from __future__ import annotations
@@ -36,14 +43,16 @@ from torch import nn
 
 from bmvseg.errors import BmvsegError
 from bmvseg.models.base import (
+    PAD_MODES,
     Features,
+    PinnedConv2d,
     SegmentationModel,
-    check_output_conventions,
+    crop,
     default_palette,
     upsample,
 )
+from bmvseg.models.split_probe import MULTIPLES, measure_multiple, probe, with_strides
 
-PROBE = (256, 320)  # (H, W) of the probe image: a multiple of strides up to 64
 _SHAPE_READS = {("call_function", getattr), ("call_method", "size"), ("call_method", "dim")}
 
 
@@ -73,7 +82,8 @@ class _Tracer(fx.Tracer):
         self.keep = keep
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return qualname in self.keep or super().is_leaf_module(m, qualname)
+        pinned = isinstance(m, PinnedConv2d)  # an nn.Conv2d a previous split pinned
+        return qualname in self.keep or pinned or super().is_leaf_module(m, qualname)
 
 
 def _trace(module: nn.Module, cuts: list[str]) -> fx.GraphModule:
@@ -241,16 +251,38 @@ class SplitModel(SegmentationModel):
         self.lowres_net = lowres_net
         self.task_takes_shape = task_takes_shape
         self.cut = cut
+        self.split = ", ".join(cut)  # the cut, for records (summary.json)
+        self.net_name = type(feature_net).__name__
 
     def features(self, image: torch.Tensor) -> Features:
-        return tuple(self.feature_net(image))
+        try:
+            return tuple(self.feature_net(image))
+        except RuntimeError as exc:
+            raise self._size_error(tuple(image.shape[-2:]), exc) from None
 
     def _run(self, net: fx.GraphModule, feats: Features, out_size: Sequence[int]) -> torch.Tensor:
         args: list[Any] = list(feats)
         if self.task_takes_shape:
             n = feats[0].shape[0]
             args.append(_ImageShape(torch.Size((n, 3, *out_size))))
-        return _to_logits(net(*args))
+        try:
+            return _to_logits(net(*args))
+        except RuntimeError as exc:
+            s = self.strides[0]
+            raise self._size_error((feats[0].shape[-2] * s, feats[0].shape[-1] * s), exc) from None
+
+    def _size_error(self, hw: tuple[int, int], exc: RuntimeError) -> BmvsegError:
+        """One line for an error inside the traced network: the input size and, for a shape
+        mismatch, the likely cause (its sides not multiples of some power of two)."""
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        msg = f"{self.net_name} failed on a {hw[0]}x{hw[1]} input ({first})"
+        if not any(w in first.lower() for w in ("size", "shape", "dimension")):
+            return BmvsegError(msg)
+        n = next((m for m in MULTIPLES[1:] if hw[0] % m or hw[1] % m), 128)
+        return BmvsegError(
+            f"{msg}; likely cause: its sides are not divisible by {n}; pass "
+            f"split_module(..., input_multiple={n}) (or a larger power of two) to pad frames"
+        )
 
     @property
     def has_lowres_logits(self) -> bool:
@@ -264,9 +296,11 @@ class SplitModel(SegmentationModel):
         return self.map_outputs(self._run(self.lowres_net, feats, (0, 0)))
 
     def task(self, feats: Features, out_size: tuple[int, int]) -> torch.Tensor:
+        cover = self.padded_cover(feats, out_size)
         if self.lowres_net is not None:
-            return upsample(self.logits(feats), out_size)
-        return self.map_outputs(upsample(self._run(self.task_net, feats, out_size), out_size))
+            return crop(upsample(self.logits(feats), cover), out_size)
+        raw = self._run(self.task_net, feats, cover)
+        return self.map_outputs(crop(upsample(raw, cover), out_size))
 
 
 def split_module(
@@ -281,12 +315,16 @@ def split_module(
     scale: float = 1.0 / 255.0,
     void_index: int | None = None,
     class_map: Sequence[int | None] | None = None,
+    input_multiple: int | None = None,
+    pad_mode: str = "replicate",
 ) -> SplitModel:
     """Cut ``module`` after submodule(s) ``cut`` into a :class:`SegmentationModel` (eval mode).
 
     ``class_names``/``palette`` describe the reported classes (after ``void_index`` is dropped
     and ``class_map`` applied, see :mod:`bmvseg.models.base`); None = generic names / colours.
     ``channel_order``, ``scale``, ``mean``, ``std``: what the network expects of its input.
+    ``input_multiple``: what every input side must be a multiple of (None: measured; frames
+    are padded up to it, ``pad_mode`` "replicate" or "reflect", and labels cropped back).
     """
     net = type(module).__name__
     cuts = [cut] if isinstance(cut, str) else list(cut)
@@ -294,6 +332,13 @@ def split_module(
         raise BmvsegError(f"cut must name one or more submodules of {net}, not {cut!r}")
     if channel_order not in ("RGB", "BGR"):
         raise BmvsegError(f"channel_order must be 'RGB' or 'BGR', not {channel_order!r}")
+    if pad_mode not in PAD_MODES:
+        raise BmvsegError(f"pad_mode must be one of {', '.join(PAD_MODES)}, not {pad_mode!r}")
+    if input_multiple is not None and not (
+        isinstance(input_multiple, int) and not isinstance(input_multiple, bool)
+        and 1 <= input_multiple <= 1024
+    ):  # fmt: skip
+        raise BmvsegError(f"input_multiple must be an integer 1..1024, not {input_multiple!r}")
     names = dict(module.named_modules())
     for c in cuts:
         if c not in names:
@@ -328,7 +373,11 @@ def split_module(
     model.mean, model.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
     if len(model.mean) != 3 or len(model.std) != 3:
         raise BmvsegError(f"mean and std need 3 values each, not {mean!r} / {std!r}")
-    _probe(model, net, void_index, class_map)
+    model.net_name, model.pad_mode = net, pad_mode
+    probe(model, net, void_index, class_map)
+    model.input_multiple = with_strides(
+        input_multiple if input_multiple is not None else measure_multiple(model), model.strides
+    )
     if class_names is not None:
         class_names = tuple(str(c) for c in class_names)
         if len(class_names) != model.num_classes:
@@ -346,35 +395,3 @@ def split_module(
         )
     model.palette = pal.astype(np.uint8)
     return model.eval()
-
-
-def _probe(model: SplitModel, net: str, void_index: int | None, class_map: Any) -> None:
-    """Measure the strides and the class count with one forward pass on a blank image."""
-    p = next(model.parameters(), None)
-    device = p.device if p is not None else torch.device("cpu")
-    x = torch.zeros(1, 3, *PROBE, device=device)
-    with torch.no_grad():
-        feats = model.features(x)
-        for name, f in zip(model.cut, feats, strict=True):
-            if not isinstance(f, torch.Tensor) or f.ndim != 4:
-                kind = type(f).__name__ if not isinstance(f, torch.Tensor) else f"{f.ndim}-D tensor"
-                raise BmvsegError(
-                    f"cut {name!r} of {net} returns a {kind}, not an (N, C, H, W) feature map; "
-                    "cut at a submodule that returns one"
-                )
-        strides = []
-        for name, f in zip(model.cut, feats, strict=True):
-            sh, sw = PROBE[0] / f.shape[-2], PROBE[1] / f.shape[-1]
-            if sh != sw or sh != int(sh) or sh < 1:
-                raise BmvsegError(
-                    f"cut {name!r} of {net} gives a {f.shape[-2]}x{f.shape[-1]} map for a "
-                    f"{PROBE[0]}x{PROBE[1]} image: not a whole stride of the input"
-                )
-            strides.append(int(sh))
-        model.strides = tuple(strides)
-        raw = model._run(model.task_net, feats, PROBE)
-    if raw.ndim != 4:
-        raise BmvsegError(f"{net} returns a {raw.ndim}-D output, not (N, classes, H, W) scores")
-    model.void_index = void_index
-    model.class_map = tuple(class_map) if class_map is not None else None
-    model.num_classes = check_output_conventions(raw.shape[1], void_index, model.class_map)

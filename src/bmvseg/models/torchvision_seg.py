@@ -91,7 +91,6 @@ class _TorchvisionSeg(SegmentationModel):
         return x
 
 
-
 class DeepLabV3Seg(_TorchvisionSeg):
     """DeepLabV3: backbone -> ASPP (``classifier[0]``) -> 3x3 conv/BN/ReLU -> 1x1 classifier."""
 

@@ -116,8 +116,9 @@ class Engine:
         if cfg.label_stride == 1 and not cfg.keep_logits and model.has_lowres_logits:
             with self.timer("task"):
                 low = model.logits(feats)
-            with self.timer("argmax"):
-                return labels_from_lowres_logits(low, hw), None
+            with self.timer("argmax"):  # at the padded size, cropped (see models.base)
+                labels = labels_from_lowres_logits(low, model.padded_size(hw))
+                return np.ascontiguousarray(labels[: hw[0], : hw[1]]), None
         with self.timer("task"):
             logits = task_logits(model, feats, hw, cfg.label_stride)
         with self.timer("argmax"):

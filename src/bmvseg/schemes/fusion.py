@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from bmvseg.models.base import PinnedConv2d
+
 FUSIONS = ("avg", "max", "conv")
 
 
@@ -33,11 +35,12 @@ def interval_weights(p: int, n: int) -> tuple[float, float]:
 
 
 class ConvFusion(nn.Module):
-    """One 1x1 convolution 2C -> C per feature tensor."""
+    """One 1x1 convolution 2C -> C per feature tensor (thread-count independent, see
+    :class:`~bmvseg.models.base.PinnedConv2d`)."""
 
     def __init__(self, channels: Sequence[int]) -> None:
         super().__init__()
-        self.convs = nn.ModuleList(nn.Conv2d(2 * c, c, kernel_size=1) for c in channels)
+        self.convs = nn.ModuleList(PinnedConv2d(2 * c, c, kernel_size=1) for c in channels)
         with torch.no_grad():
             for conv, c in zip(self.convs, channels, strict=True):
                 eye = torch.eye(c).view(c, c, 1, 1)

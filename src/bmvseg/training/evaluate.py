@@ -15,7 +15,7 @@ from bmvseg.models.base import SegmentationModel
 @torch.inference_mode()
 def predict(model: SegmentationModel, rgb: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 RGB -> (H, W) uint8 class ids at the image's resolution."""
-    logits = model(model.preprocess(rgb))
+    logits = model.task(model.features(model.preprocess(rgb)), rgb.shape[:2])
     return logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
 
 
