@@ -20,10 +20,10 @@ import pytest
 from bmvseg.data.textures import moving_texture_clip
 from bmvseg.distributed.chunks import plan_chunks
 from bmvseg.distributed.job import WORKER_PREFIX, run_job
-from bmvseg.distributed.overlay import join_pieces
+from bmvseg.output.overlay import join_pieces
 from bmvseg.distributed.worker import ChunkSegmenter, png
 from bmvseg.run.options import RunOptions
-from bmvseg.run.stream import segment
+from bmvseg.run.iterate import segment
 from bmvseg.schemes.engine import SCHEMES
 from bmvseg.video.encode import X264_ONE_REF, encode_video
 from bmvseg.video.reader import VideoReader

@@ -228,7 +228,7 @@ def test_decoded_frames_do_not_pile_up_in_a_long_run(tmp_path, weights, monkeypa
     import av
 
     from bmvseg.output.rundir import RunDir
-    from bmvseg.run.stream import COLLECT_EVERY
+    from bmvseg.run.iterate import COLLECT_EVERY
 
     video = _video(tmp_path / "long.mp4", 80)
     alive: list[int] = []
@@ -256,7 +256,7 @@ def test_the_python_api_keeps_memory_flat_by_itself(tmp_path, weights):
     import av
 
     import bmvseg
-    from bmvseg.run.stream import COLLECT_EVERY
+    from bmvseg.run.iterate import COLLECT_EVERY
 
     video = _video(tmp_path / "long.mp4", 80)
     alive = []

@@ -48,7 +48,7 @@ from bmvseg.distributed.worker import ChunkResult, ChunkSegmenter
 from bmvseg.errors import BmvsegError
 from bmvseg.output import RunDir, claim_output_dir
 from bmvseg.run.options import RunOptions
-from bmvseg.run.stream import open_video
+from bmvseg.run.iterate import open_video
 from bmvseg.run.to_dir import run_record
 
 MAX_TASK_RETRIES = 3  # a chunk whose worker dies more often than this fails its video

@@ -25,7 +25,7 @@ from bmvseg.evaluation.sweep import AccuracySweep, Variant
 from bmvseg.output import claim_output_dir
 from bmvseg.run.build import prepare_model
 from bmvseg.run.options import RunOptions
-from bmvseg.run.stream import segment
+from bmvseg.run.iterate import segment
 from bmvseg.video.encode import VideoWriter
 
 VARIANTS = [

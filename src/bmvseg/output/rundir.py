@@ -35,12 +35,13 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import cv2
 import numpy as np
 
 from bmvseg.errors import BmvsegError
+from bmvseg.output.safe import create_new, is_regular, read_regular
 
 RECORD = ".bmvseg-run.json"
 FORMAT = "bmvseg-run"
@@ -190,16 +191,23 @@ class RunDir:
         self._rel(final)
         return final.with_name(TMP_PREFIX + final.name)
 
+    def create_tmp(self, final: Path) -> tuple[Path, BinaryIO]:
+        """``final``'s temporary name, created new and open for writing (:mod:`.safe`)."""
+        tmp = self.tmp_path(final)
+        return tmp, create_new(tmp)
+
     def commit(self, tmp: Path, final: Path) -> None:
+        """Rename ``tmp`` onto ``final`` (a link or FIFO at ``final`` is replaced, not followed)."""
         try:
             os.replace(tmp, final)
         except OSError as exc:
+            tmp.unlink(missing_ok=True)
             raise _error(final, exc) from exc
 
     def write_bytes(self, final: Path, data: bytes) -> None:
-        tmp = self.tmp_path(final)
+        tmp, fh = self.create_tmp(final)
         try:
-            with open(tmp, "wb") as fh:
+            with fh:
                 fh.write(data)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
@@ -209,23 +217,29 @@ class RunDir:
     def write_json(self, name: str, obj: dict[str, Any]) -> None:
         self.write_bytes(self.path / name, json.dumps(obj, indent=2, default=str).encode())
 
+    def read_json(self, rel: str) -> dict | None:
+        """A JSON object this run wrote at ``rel``, or None (missing, not a regular file, ...)."""
+        data = read_regular(self.path / rel, limit=64 << 20)
+        try:
+            obj = json.loads(data) if data is not None else None
+        except ValueError:
+            return None
+        return obj if isinstance(obj, dict) else None
+
     # -- labels (segment) ----------------------------------------------------------------------
     def label_path(self, index: int) -> Path:
         return self.labels / f"{index:06d}.png"
 
-    def write_labels(self, index: int, labels: np.ndarray) -> None:
-        ok, png = cv2.imencode(".png", labels)
-        if not ok:  # pragma: no cover - cv2 fails only on invalid arrays
-            raise RuntimeError("PNG encoding failed")
-        self.write_bytes(self.label_path(index), png.tobytes())
-
-    def read_labels(self, index: int) -> np.ndarray:
-        return cv2.imread(str(self.label_path(index)), cv2.IMREAD_UNCHANGED)
+    def read_labels(self, index: int) -> np.ndarray | None:
+        data = read_regular(self.label_path(index))
+        if data is None:
+            return None
+        return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
 
     def done_prefix(self) -> int:
         """How many frames, from frame 0 on, already have their labels written."""
         n = 0
-        while self.label_path(n).is_file():
+        while is_regular(self.label_path(n)):
             n += 1
         return n
 
