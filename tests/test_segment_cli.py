@@ -227,19 +227,19 @@ def test_decoded_frames_do_not_pile_up_in_a_long_run(tmp_path, weights, monkeypa
 
     import av
 
-    from bmvseg.output.rundir import RunDir
+    from bmvseg.output.frames import FrameSink
     from bmvseg.run.iterate import COLLECT_EVERY
 
     video = _video(tmp_path / "long.mp4", 80)
     alive: list[int] = []
-    real_write = RunDir.write_labels
+    real_write = FrameSink.write
 
-    def write_labels(self, index, labels):
-        if index in (40, 79):
+    def write(self, res):
+        if res.index in (40, 79):
             alive.append(sum(isinstance(o, av.VideoFrame) for o in gc.get_objects()))
-        return real_write(self, index, labels)
+        return real_write(self, res)
 
-    monkeypatch.setattr(RunDir, "write_labels", write_labels)
+    monkeypatch.setattr(FrameSink, "write", write)
     gc.disable()  # no automatic collection: only the run's own may free the cycles
     try:
         assert main(_argv(video, tmp_path / "out", weights, "--no-overlay")) == 0

@@ -24,8 +24,8 @@ from bmvseg.evaluation.clips import ENCODING, EvalClip
 from bmvseg.evaluation.sweep import AccuracySweep, Variant
 from bmvseg.output import claim_output_dir
 from bmvseg.run.build import prepare_model
-from bmvseg.run.options import RunOptions
 from bmvseg.run.iterate import segment
+from bmvseg.run.options import RunOptions
 from bmvseg.video.encode import VideoWriter
 
 VARIANTS = [

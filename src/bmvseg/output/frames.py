@@ -136,20 +136,21 @@ class FrameSink:
             self._encoder.close()
             self._encoder = None
             self._file.close()
+            self._file = None
             self.out.commit(self._tmp, self.overlay_path)
             self._tmp = None
 
     def discard(self) -> None:
         """A failed run: the unfinished overlay goes (label files written so far stay whole)."""
-        if self._file is not None and self._tmp is not None:
+        for step in (self._encoder and self._encoder.close, self._file and self._file.close):
             try:
-                if self._encoder is not None:
-                    self._encoder.close()
-            except Exception:  # noqa: BLE001 - failing already; that error is the one reported
+                if step is not None:
+                    step()
+            except Exception:  # noqa: BLE001, S110 - failing already: that error is reported
                 pass
-            self._file.close()
+        if self._tmp is not None:
             self._tmp.unlink(missing_ok=True)
-        self._encoder = self._tmp = None
+        self._encoder = self._file = self._tmp = None
 
     def join_overlay(self, pieces: list[Path], starts: list[float] | None) -> None:
         """``overlay.mp4`` from the chunks' pieces (in frame order), without re-encoding."""

@@ -33,7 +33,6 @@ import os
 import re
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -41,75 +40,13 @@ import cv2
 import numpy as np
 
 from bmvseg.errors import BmvsegError
+from bmvseg.output.layouts import INDEX, LAYOUTS, OUTPUT_OF
 from bmvseg.output.safe import create_new, is_regular, read_regular
 
 RECORD = ".bmvseg-run.json"
 FORMAT = "bmvseg-run"
 VERSION = 1
 TMP_PREFIX = ".partial-"
-INDEX = "NNNNNN"  # in a layout entry: the frame index, six or more digits
-
-
-@dataclass(frozen=True)
-class Layout:
-    """The files one command kind may write, relative to its output directory."""
-
-    files: tuple[str, ...]
-
-    @property
-    def dirs(self) -> tuple[str, ...]:
-        return tuple(sorted({os.path.dirname(f) for f in self.files} - {""}))
-
-
-LAYOUTS: dict[str, Layout] = {
-    "segment": Layout(("run.json", "summary.json", "overlay.mp4", f"labels/{INDEX}.png")),
-    # A video segmented in chunks by a job (bmvseg.distributed): segment's files, and each
-    # finished chunk's marker and overlay piece until the video is complete.
-    "chunked": Layout(
-        (
-            "run.json",
-            "summary.json",
-            "overlay.mp4",
-            f"labels/{INDEX}.png",
-            f".chunks/{INDEX}-{INDEX}.json",
-            f".chunks/{INDEX}-{INDEX}.mp4",
-            f".chunks/{INDEX}-end.json",
-            f".chunks/{INDEX}-end.mp4",
-        )
-    ),
-    # The folder of a job of several videos: its record; each video's folder is claimed alone.
-    "job": Layout(("job.json",)),
-    "benchmark": Layout(
-        (
-            "summary.json",
-            "results.csv",
-            "phases.csv",
-            "placement.csv",
-            "placement.md",
-            "table.md",
-            "fusion.md",
-            "breakdown.md",
-            "accuracy_vs_throughput.png",
-            "min_accuracy_vs_throughput.png",
-            "examples.png",
-        )
-    ),
-    "train": Layout(
-        ("last.pt", "best.pt", "history.json", "report.json", "report.md")
-    ),
-    "demo": Layout(
-        (
-            "report.md",
-            "results.csv",
-            "accuracy_vs_throughput.png",
-            "side_by_side.mp4",
-            "side_by_side.png",
-            "clip/video.mp4",
-            "clip/labels.npz",
-            "clip/meta.json",
-        )
-    ),
-}
 
 
 def _entry_regex(entry: str) -> re.Pattern[str]:
@@ -295,7 +232,7 @@ def _remove(path: Path, rec: dict[str, Any], keep: Iterable[str], select) -> Non
         raise _error(path, exc) from exc
 
 
-def claim_output_dir(
+def check_claim(
     path: str | os.PathLike,
     kind: str,
     identity: dict[str, Any],
@@ -303,20 +240,15 @@ def claim_output_dir(
     *,
     resume: bool = False,
     overwrite: bool = False,
-) -> RunDir:
-    """Take ``path`` as the output directory of a ``kind`` run, by the rule of this module.
+) -> dict[str, Any] | None:
+    """Every refusal of :func:`claim_output_dir`, touching nothing; the valid record or None.
 
-    Everything that can refuse happens before anything is removed; the new record is written
-    before any other file.  ``identity`` must be JSON-serialisable; ``inputs`` are the files
-    the run reads (never inside ``path``).  With ``resume`` (which wins over ``overwrite``) the
-    returned directory keeps its label files; otherwise the run starts empty.
+    A job checks all its folders this way before it claims any of them.
     """
-    layout = LAYOUTS[kind]
     path = Path(path)
-    inputs = list(inputs)
     if path.exists() and not path.is_dir():
         raise BmvsegError(f"{path} exists and is not a directory")
-    _refuse_places(path, inputs)
+    _refuse_places(path, list(inputs))
     ident = _jsonable(identity)
     try:
         entries = sorted(os.listdir(path)) if path.is_dir() else []
@@ -332,7 +264,7 @@ def claim_output_dir(
             )
         if rec["kind"] != kind:
             raise BmvsegError(
-                f"{path} holds the output of 'bmvseg {rec['kind']}'; give another directory"
+                f"{path} holds the output of {OUTPUT_OF[rec['kind']]}; give another directory"
             )
         if not (resume or overwrite):
             raise BmvsegError(
@@ -346,8 +278,32 @@ def claim_output_dir(
                 f"{path} holds a different run ({', '.join(changed)} differ); "
                 "use --overwrite or another directory"
             )
-        for d in [*rec["dirs"], *layout.dirs]:
+        for d in [*rec["dirs"], *LAYOUTS[kind].dirs]:
             _owned_dir(path, d)
+    return rec
+
+
+def claim_output_dir(
+    path: str | os.PathLike,
+    kind: str,
+    identity: dict[str, Any],
+    inputs: Iterable[str | os.PathLike] = (),
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> RunDir:
+    """Take ``path`` as the output directory of a ``kind`` run, by the rule of this module.
+
+    Everything that can refuse happens before anything is removed (:func:`check_claim`); the
+    new record is written before any other file.  ``identity`` must be JSON-serialisable;
+    ``inputs`` are the files the run reads (never inside ``path``).  With ``resume`` (which
+    wins over ``overwrite``) the returned directory keeps its label files; otherwise the run
+    starts empty.
+    """
+    layout = LAYOUTS[kind]
+    path = Path(path)
+    rec = check_claim(path, kind, identity, inputs, resume=resume, overwrite=overwrite)
+    ident = _jsonable(identity)
     made = [d for d in layout.dirs if not (path / d).exists()]
     if rec is not None and resume:
         made = sorted({*made, *rec["dirs"]})  # still ours to remove later

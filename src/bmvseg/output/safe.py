@@ -44,7 +44,9 @@ def create_new(path: Path) -> BinaryIO:
     try:
         fd = os.open(path, flags, 0o666)
     except FileExistsError:
-        raise BmvsegError(f"{path} appeared while bmvseg was writing it; refusing to use it") from None
+        raise BmvsegError(
+            f"{path} appeared while bmvseg was writing it; refusing to use it"
+        ) from None
     except OSError as exc:
         raise BmvsegError(f"cannot write {path}: {exc.strerror or exc}") from None
     return os.fdopen(fd, "w+b")

@@ -10,8 +10,8 @@ resuming and the memory discipline of long runs exist once:
 - :mod:`bmvseg.run.to_dir`: :func:`segment_to_dir`, a run written to an output directory.
 """
 
-from bmvseg.run.options import RunOptions
 from bmvseg.run.iterate import segment
+from bmvseg.run.options import RunOptions
 from bmvseg.run.to_dir import segment_to_dir
 
 __all__ = ["RunOptions", "segment", "segment_to_dir"]

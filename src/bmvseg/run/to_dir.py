@@ -101,8 +101,10 @@ def _notices(reader, video: Path) -> Iterator[str]:
                f"{reader.width}x{reader.height} orientation")  # fmt: skip
 
 
-def _write(reader, engine: Engine, sink: FrameSink,
-           progress: Callable[[int, int | None], None], end: int | None) -> tuple[dict, float]:  # fmt: skip
+def _write(
+    reader, engine: Engine, sink: FrameSink, progress: Callable[[int, int | None], None],
+    end: int | None,
+) -> tuple[dict, float]:  # fmt: skip
     """The frame loop: engine results handed to the writer thread; the part's facts and wall."""
     writer = Worker(sink.write, name="writer")
     frames = ahead(reader.frames(end=end), depth=8)
