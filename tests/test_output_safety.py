@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import hang_guard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -258,6 +259,36 @@ COLLIDING = [  # bmvseg's own names: the user's only where no record names them
 ]
 
 
+PLANTED_AT = [  # every name a segment run writes, final and temporary
+    "summary.json",
+    "run.json",
+    "overlay.mp4",
+    "labels/000000.png",
+    "labels/000001.png",
+    ".partial-summary.json",
+    ".partial-run.json",
+    ".partial-overlay.mp4",
+    f".partial-{RECORD}",
+    "labels/.partial-000000.png",
+    "labels/.partial-000001.png",
+]
+PLANTS = ["symlink", "fifo", "hardlink"]
+
+
+def plant(d: Path, rel: str, how: str, target: Path) -> None:
+    """A symlink or hard link to ``target`` (outside the folder), or a FIFO, at ``d/rel``."""
+    p = d / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if p.exists() or p.is_symlink():
+        p.unlink()
+    if how == "symlink":
+        p.symlink_to(target)
+    elif how == "fifo":
+        os.mkfifo(p)
+    else:
+        os.link(target, p)
+
+
 def _ours(rel: str) -> bool:
     from bmvseg.output.rundir import RunDir
 
@@ -270,22 +301,28 @@ def _ours(rel: str) -> bool:
     suppress_health_check=[HealthCheck.too_slow],
 )
 @given(
-    record=st.one_of(st.just("ours"), st.just("none"), st.sampled_from(list(FORGED))),
+    record=st.one_of(st.just("ours"), st.sampled_from(["none", *FORGED])),
     foreign=st.sets(st.sampled_from(FOREIGN), max_size=4),
     colliding=st.sets(st.sampled_from(COLLIDING), max_size=3),
-    input_at=st.one_of(st.none(), st.sampled_from(["clip.mp4", "sub/clip.mp4", "labels/clip.mp4"])),
+    input_at=st.sampled_from([None, None, None, "clip.mp4", "sub/clip.mp4", "labels/clip.mp4"]),
     stray=st.booleans(),
     same=st.booleans(),
     overwrite=st.booleans(),
     resume=st.booleans(),
+    planted=st.dictionaries(st.sampled_from(PLANTED_AT), st.sampled_from(PLANTS), max_size=6),
 )
 def test_overwrite_and_resume_never_remove_a_file_bmvseg_did_not_write(
-    record, foreign, colliding, input_at, stray, same, overwrite, resume
+    record, foreign, colliding, input_at, stray, same, overwrite, resume, planted
 ):
+    """... nor change anything outside the folder, whatever links or FIFOs were planted at the
+    names bmvseg writes, and never hang on one."""
     user = foreign | colliding
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, hang_guard(30, "on a planted FIFO"):
         d = Path(tmp) / "out"
         d.mkdir()
+        outside = Path(tmp) / "outside"
+        outside.mkdir()
+        (outside / "precious.txt").write_text("the user's, elsewhere")
         if record == "ours":  # an earlier run, maybe killed mid-write
             fake_run(d, frames=3)
             if stray:
@@ -305,10 +342,16 @@ def test_overwrite_and_resume_never_remove_a_file_bmvseg_did_not_write(
         else:
             inputs.append(Path(tmp) / "clip.mp4")
             inputs[0].write_bytes(b"the input")
+        for rel, how in planted.items():
+            if (d / rel).parent.is_symlink():
+                continue
+            plant(d, rel, how, outside / "precious.txt")
         theirs = {
             k: v for k, v in tree(d).items() if stat.S_ISREG(v[0]) and not _written(k, record)
-        }
+            and k not in planted  # a hard link at our name: its other name is checked outside
+        }  # fmt: skip
         before = tree(Path(tmp))
+        before_outside = tree(outside)
         identity = ID if same else {**ID, "video_fingerprint": "fp1:bb"}
 
         refused = (
@@ -328,6 +371,10 @@ def test_overwrite_and_resume_never_remove_a_file_bmvseg_did_not_write(
         for i in range(2):  # the run goes on and writes through the record
             run.write_bytes(run.label_path(i), b"new")
         run.write_json("summary.json", {"complete": True})
+        assert tree(outside) == before_outside  # nothing outside changed, links or not
+        for i in range(2):
+            assert stat.S_ISREG(os.lstat(run.label_path(i)).st_mode)
+            assert run.label_path(i).read_bytes() == b"new"
         after = tree(d)
         for rel, entry in theirs.items():
             assert after.get(rel) == entry, rel
