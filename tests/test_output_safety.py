@@ -516,3 +516,35 @@ def test_benchmark_never_replaces_a_segment_output(tmp_path, capsys, flags):
     assert main(argv) != 0
     assert "'bmvseg segment'" in _one_line(capsys.readouterr().err)
     assert tree(out) == before  # summary.json, complete flag and all
+
+
+# -- planted links and FIFOs in a real output (issue 21, items 4 and 5) -------------------------
+
+
+@pytest.mark.parametrize("how", PLANTS)
+@pytest.mark.parametrize("flag", ["--overwrite", "--resume"])
+def test_links_and_fifos_planted_in_a_real_output_are_never_written_through(
+    tmp_path, weights, how, flag, capsys
+):
+    """At every temporary and final name a run writes: the run completes (or refuses in one
+    line), never hangs, never changes a file outside its folder, and its files are its own."""
+    video = _clip(tmp_path / "clip.mp4", 1)
+    out = tmp_path / "out"
+    argv = ["segment", str(video), "-o", str(out), "--weights", str(weights), "-k", "3"]
+    assert main(argv) == 0
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("the user's, elsewhere")
+    for rel in PLANTED_AT:
+        plant(out, rel, how, outside / "precious.txt")
+    before = tree(outside)
+    capsys.readouterr()
+    with hang_guard(120, "on a planted FIFO"):
+        rc = main([*argv, flag])
+    assert tree(outside) == before
+    assert rc == 0, capsys.readouterr().err
+    for rel in ["summary.json", "run.json", "overlay.mp4", RECORD,
+                *(f"labels/{i:06d}.png" for i in range(N))]:  # fmt: skip
+        st_ = os.lstat(out / rel)
+        assert stat.S_ISREG(st_.st_mode) and st_.st_nlink == 1, rel
+    assert json.loads((out / "summary.json").read_text())["frames"] == N

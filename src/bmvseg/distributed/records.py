@@ -85,7 +85,7 @@ def _sizes_hold(folder: Path, sizes: dict[str, int | None]) -> bool:
             st = os.lstat(folder / rel)
         except OSError:
             return False
-        if not stat.S_ISREG(st.st_mode) or (size is not None and st.st_size != size):
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or size not in (None, st.st_size):
             return False
     return True
 

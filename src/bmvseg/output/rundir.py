@@ -167,16 +167,21 @@ class RunDir:
     def label_path(self, index: int) -> Path:
         return self.labels / f"{index:06d}.png"
 
-    def read_labels(self, index: int) -> np.ndarray | None:
+    def read_labels(self, index: int) -> np.ndarray:
+        """A label file this run wrote (resume), or a one-line error when it is not one."""
         data = read_regular(self.label_path(index))
-        if data is None:
-            return None
-        return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        labels = None
+        if data:
+            labels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if labels is None or labels.ndim != 2:
+            raise BmvsegError(f"{self.label_path(index)} is not a label file bmvseg wrote; "
+                              "pass --overwrite to start again")  # fmt: skip
+        return labels
 
     def done_prefix(self) -> int:
         """How many frames, from frame 0 on, already have their labels written."""
         n = 0
-        while is_regular(self.label_path(n)):
+        while is_regular(self.label_path(n), own=True):
             n += 1
         return n
 

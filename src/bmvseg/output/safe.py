@@ -52,12 +52,15 @@ def create_new(path: Path) -> BinaryIO:
     return os.fdopen(fd, "w+b")
 
 
-def is_regular(path: Path) -> bool:
-    """Whether ``path`` itself (not what a link there points to) is a regular file."""
+def is_regular(path: Path, own: bool = False) -> bool:
+    """Whether ``path`` itself (not what a link there points to) is a regular file; with
+    ``own``, also one with no other name (every file bmvseg writes is new: a hard link to it
+    elsewhere was made by someone else)."""
     try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
+        st = os.lstat(path)
     except OSError:
         return False
+    return stat.S_ISREG(st.st_mode) and (not own or st.st_nlink == 1)
 
 
 def read_regular(path: Path, limit: int | None = None) -> bytes | None:
