@@ -393,8 +393,14 @@ def test_an_error_in_the_decode_thread_ends_the_run_at_once():
 
     from bmvseg.run.background import ahead
 
+    import threading
+
+    taken = threading.Event()
+
     def items():
-        yield from (0, 1, 2)
+        yield 0
+        taken.wait(10)
+        yield from (1, 2)
         raise ValueError("decode failed")
 
     with hang_guard(20, "after an error in the decode thread"):
@@ -402,6 +408,7 @@ def test_an_error_in_the_decode_thread_ends_the_run_at_once():
         with pytest.raises(ValueError, match="decode failed"):
             for item in ahead(items(), depth=4):
                 got.append(item)
+                taken.set()
                 time.sleep(0.3)  # the error arrives while this item is being worked on
         assert got == [0]
 
