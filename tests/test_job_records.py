@@ -55,7 +55,7 @@ def test_a_job_names_videos_that_ended_early_and_carries_their_summaries(
     out = tmp_path / "out"
     assert main(_argv([folder], out, weights)) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert last.startswith("1 of 3 videos complete; 2 the stream ended early (a.mp4, b.mp4)"), last
+    assert last.startswith("1 of 3 videos complete; 2 ended early (a.mp4, b.mp4)"), last
     job = json.loads((out / "job.json").read_text())
     assert job["ended_early"] == ["a", "b"] and job["damaged"] == []
     for v in job["videos"]:
@@ -176,3 +176,66 @@ def test_ctrl_c_as_a_ray_job_ends_gives_a_status_that_says_what_happened(tmp_pat
     elif "interrupted" in stderr:
         assert "the job is complete" in stderr
     assert json.loads((out / "summary.json").read_text())["state"] == "complete"
+
+
+def test_a_job_names_a_damaged_video(tmp_path, weights, capsys):
+    from test_hostile_inputs import _damaged_copies
+
+    from bmvseg.video.reader import VideoReader
+
+    frames, _ = moving_texture_clip("object", 96, 128, 30, seed=2, speed=2.0)
+    clean = tmp_path / "clean.h264"
+    encode_video(frames, clean, container_format="h264",
+                 options={**X264_ONE_REF, "keyint": "22", "min-keyint": "22"})  # fmt: skip
+    for bad in _damaged_copies(clean, tmp_path, 15):
+        with VideoReader(bad) as r:
+            for _ in r.frames(images=False):
+                pass
+            if r.concealed_frames and not r.truncated:
+                break
+    else:
+        pytest.fail("the decoder flagged none of the damaged copies")
+    out = tmp_path / "out"
+    assert main(_argv([bad, clean], out, weights, "--no-overlay")) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert f"1 of 2 videos complete; 1 with damaged frames ({bad.name})" in last, last
+    job = json.loads((out / "job.json").read_text())
+    assert job["damaged"] == [bad.stem] and job["videos"][0]["state"] == "damaged"
+    assert job["videos"][0]["summary"]["concealed_frames"]
+
+
+def test_links_and_fifos_planted_in_a_job_are_never_followed(tmp_path, weights, capsys):
+    """A video's folder replaced by a link to a folder elsewhere is refused untouched; a FIFO
+    or link at a chunk marker or piece neither hangs resume nor changes anything outside."""
+    import shutil
+
+    from conftest import hang_guard
+    from test_output_safety import tree
+
+    a, b = _clip(tmp_path / "a.mp4", 1), _clip(tmp_path / "b.mp4", 2)
+    out = tmp_path / "out"
+    assert main(_argv([a, b], out, weights)) == 0
+    ref = _labels(out / "a")
+    outside = tmp_path / "outside"
+    shutil.copytree(out / "a", outside / "a")
+    (outside / "precious.txt").write_text("the user's, elsewhere")
+    shutil.rmtree(out / "b")
+    (out / "b").symlink_to(outside / "a")
+    before = tree(outside)
+    capsys.readouterr()
+    assert main(_argv([a, b], out, weights, "--overwrite")) == 2
+    assert "is not a folder bmvseg made" in capsys.readouterr().err
+    assert tree(outside) == before
+    (out / "b").unlink()
+
+    (out / "a" / "summary.json").unlink()
+    chunks = out / "a" / ".chunks"
+    chunks.mkdir()
+    os.mkfifo(chunks / "000000-000006.json")
+    (chunks / "000006-end.json").symlink_to(outside / "precious.txt")
+    (chunks / ".partial-000000-000006.mp4").symlink_to(outside / "precious.txt")
+    os.mkfifo(chunks / ".partial-000006-end.json")
+    with hang_guard(120, "on a planted FIFO"):
+        assert main(_argv([a, b], out, weights, "--resume")) == 0
+    assert tree(outside) == before
+    assert _labels(out / "a") == ref and not chunks.exists()

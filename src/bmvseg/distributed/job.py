@@ -74,8 +74,7 @@ class JobResult:
         """The job in one line: complete, ended early and damaged videos named, frames, where."""
         n = len(self.videos)
         parts = [f"{len(self.named(COMPLETE))} of {n} videos complete"]
-        for state, words in ((ENDED_EARLY, "the stream ended early"),
-                             (DAMAGED, "damaged frames concealed")):  # fmt: skip
+        for state, words in ((ENDED_EARLY, "ended early"), (DAMAGED, "with damaged frames")):
             names = [v.input.path.name for v in self.named(state)]
             if names:
                 parts.append(f"{len(names)} {words} ({', '.join(names)})")
