@@ -389,11 +389,11 @@ def test_a_model_whose_labels_cannot_be_stored_is_refused_before_the_folder_is_t
 
 def test_an_error_in_the_decode_thread_ends_the_run_at_once():
     """The consumer learns of the producer's error at its next item, not after the queue."""
+    import threading
+
     from conftest import hang_guard
 
     from bmvseg.run.background import ahead
-
-    import threading
 
     taken = threading.Event()
 

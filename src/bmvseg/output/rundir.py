@@ -20,9 +20,11 @@ names belongs to its kind's :data:`LAYOUTS`, so a record that names the user's `
 - ``resume`` touches nothing until the record's identity equals this run's; it then removes
   only its own ``.partial-`` files and ``summary.json`` (no longer true once the run goes on).
 
-**Never half-true.**  Every file is written under ``.partial-NAME`` and renamed into place, so
-a file that exists is complete; ``summary.json`` is written last and says whether the run
-completed.  A run killed at any point leaves label files for a prefix of the frames, from which
+**Never half-true, never through a link.**  Every file is written under ``.partial-NAME``,
+created new (whatever was planted there is unlinked, never followed or opened:
+:mod:`bmvseg.output.safe`), and renamed into place, so a file that exists is complete and
+nothing outside the directory is ever written; ``summary.json`` is written last and says
+whether the run completed.  A run killed at any point leaves label files for a prefix of the frames, from which
 ``--resume`` restarts at the last keyframe boundary.
 """
 
