@@ -24,8 +24,8 @@ names belongs to its kind's :data:`LAYOUTS`, so a record that names the user's `
 created new (whatever was planted there is unlinked, never followed or opened:
 :mod:`bmvseg.output.safe`), and renamed into place, so a file that exists is complete and
 nothing outside the directory is ever written; ``summary.json`` is written last and says
-whether the run completed.  A run killed at any point leaves label files for a prefix of the frames, from which
-``--resume`` restarts at the last keyframe boundary.
+whether the run completed.  A run killed at any point leaves label files for a prefix of the
+frames, from which ``--resume`` restarts at the last keyframe boundary.
 """
 
 from __future__ import annotations
