@@ -384,7 +384,7 @@ def test_overwrite_and_resume_never_remove_a_file_bmvseg_did_not_write(
 
 
 def test_the_property_names_are_what_they_claim():
-    assert not any(map(_ours, FOREIGN)) and all(map(_ours, COLLIDING))
+    assert not any(map(_ours, FOREIGN)) and all(map(_ours, COLLIDING + PLANTED_AT))
 
 
 def _written(rel: str, record: str) -> bool:

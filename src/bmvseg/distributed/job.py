@@ -179,7 +179,9 @@ def _probe(v: Video, options: RunOptions, size: int, single: bool,
                 notice(text)
         v.identity, v.about = run_record(v.input.path, options)  # as segment_to_dir's
     except (BmvsegError, OSError) as exc:
-        error = str(exc) if isinstance(exc, BmvsegError) else f"{v.input.path}: {exc.strerror}"
+        error = str(exc)
+        if not isinstance(exc, BmvsegError):
+            error = f"{v.input.path}: {exc.strerror or exc}"
         if single:
             raise BmvsegError(error) from exc
         v.state, v.error = "failed", error
