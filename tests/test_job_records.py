@@ -239,3 +239,26 @@ def test_links_and_fifos_planted_in_a_job_are_never_followed(tmp_path, weights, 
         assert main(_argv([a, b], out, weights, "--resume")) == 0
     assert tree(outside) == before
     assert _labels(out / "a") == ref and not chunks.exists()
+
+
+def test_ctrl_c_during_a_job_is_130_and_says_how_to_continue(tmp_path, weights):
+    a, b = _clip(tmp_path / "a.mp4", 1, frames=60), _clip(tmp_path / "b.mp4", 2, frames=60)
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "bmvseg.cli.main",
+                             *_argv([a, b], out, weights, "--no-overlay")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        t0 = time.monotonic()
+        while not list((out / "a").glob(".chunks/*.json")):
+            assert proc.poll() is None and time.monotonic() - t0 < 120, "no chunk finished"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "interrupted (pass --resume to continue)" in stdout
+    assert stderr.strip().splitlines()[-1] == "bmvseg segment: interrupted"
+    assert main(_argv([a, b], out, weights, "--no-overlay", "--resume")) == 0
+    assert len(_labels(out / "a")) == len(_labels(out / "b")) == 60

@@ -53,6 +53,11 @@ class JobResult:
     interrupted: bool = False  # Ctrl-C before the job finished: rerun with --resume
     interrupted_after: bool = False  # Ctrl-C while Ray stopped, after every output was written
 
+    def interrupt(self) -> None:
+        """Ctrl-C: work was lost only if a video is still pending (else every output is in)."""
+        self.interrupted = any(v.state == "pending" for v in self.videos)
+        self.interrupted_after = not self.interrupted
+
     def named(self, state: str) -> list[Video]:
         return [v for v in self.videos if v.state == state]
 
@@ -157,11 +162,10 @@ def run_job(
         if pool is not None:
             _run(pool, todo, records, options, progress)
     except KeyboardInterrupt:
-        result.interrupted = True
+        result.interrupt()
     finally:
         if started and stop_ray(ray) and not result.interrupted:
-            result.interrupted = any(v.state == "pending" for v in videos)
-            result.interrupted_after = not result.interrupted
+            result.interrupt()
     failed = [v for v in videos if v.state == "failed"]
     if single and failed and not result.interrupted:
         raise BmvsegError(failed[0].error or "failed")
