@@ -368,13 +368,17 @@ def test_overwrite_and_resume_never_remove_a_file_bmvseg_did_not_write(
             assert tree(Path(tmp)) == before  # a refusal touches nothing
             return
         assert not refused
-        for i in range(2):  # the run goes on and writes through the record
+        run.write_json("run.json", identity)  # the run goes on: every name it writes
+        for i in range(2):
             run.write_bytes(run.label_path(i), b"new")
+        run.write_bytes(d / "overlay.mp4", b"overlay")
         run.write_json("summary.json", {"complete": True})
         assert tree(outside) == before_outside  # nothing outside changed, links or not
-        for i in range(2):
-            assert stat.S_ISREG(os.lstat(run.label_path(i)).st_mode)
-            assert run.label_path(i).read_bytes() == b"new"
+        for rel in ("run.json", "labels/000000.png", "labels/000001.png", "overlay.mp4",
+                    "summary.json", RECORD):  # fmt: skip
+            st_ = os.lstat(d / rel)
+            assert stat.S_ISREG(st_.st_mode) and st_.st_nlink == 1, rel
+        assert run.label_path(1).read_bytes() == b"new"
         after = tree(d)
         for rel, entry in theirs.items():
             assert after.get(rel) == entry, rel
