@@ -25,6 +25,7 @@ import numpy as np
 
 from bmvseg.data.classes import overlay_frame
 from bmvseg.errors import BmvsegError
+from bmvseg.output.overlay import join_pieces
 from bmvseg.output.rundir import RunDir
 from bmvseg.video.encode import OVERLAY_OPTIONS, VideoWriter
 
@@ -154,8 +155,6 @@ class FrameSink:
 
     def join_overlay(self, pieces: list[Path], starts: list[float] | None) -> None:
         """``overlay.mp4`` from the chunks' pieces (in frame order), without re-encoding."""
-        from bmvseg.output.overlay import join_pieces
-
         tmp, fh = self.out.create_tmp(self.overlay_path)
         try:
             with fh:
