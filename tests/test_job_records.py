@@ -133,6 +133,13 @@ def test_a_folder_job_resumes_after_a_video_is_added(tmp_path, weights, capsys):
     assert "2 of 2 videos complete" in capsys.readouterr().out
     assert _labels(out / "a") == before and len(_labels(out / "b")) == N
 
+    # One of the job's videos given alone, with --resume: it continues in the job's layout.
+    (out / "b" / "summary.json").unlink()
+    assert main(_argv([folder / "b.mp4"], out, weights, "--resume")) == 0
+    assert len(_labels(out / "b")) == N and not (out / "labels").exists()
+    job = json.loads((out / "job.json").read_text())
+    assert [v["name"] for v in job["videos"]] == ["a", "b"] and job["complete"]
+
     # A plain run into a video's folder of the job says so in the user's words.
     assert main(_argv([folder / "a.mp4"], out / "a", weights)) == 2
     err = capsys.readouterr().err

@@ -34,7 +34,7 @@ from bmvseg.distributed.pool import LocalPool, Pool, RayPool
 from bmvseg.distributed.records import Records, Video, finished_before
 from bmvseg.distributed.schedule import schedule
 from bmvseg.errors import BmvsegError
-from bmvseg.output.rundir import check_claim, claim_output_dir
+from bmvseg.output.rundir import check_claim, claim_output_dir, read_record
 from bmvseg.output.summary import COMPLETE, DAMAGED, ENDED_EARLY
 from bmvseg.run.iterate import open_video
 from bmvseg.run.options import RunOptions
@@ -131,7 +131,8 @@ def run_job(
     if not isinstance(threads_per_worker, int) or threads_per_worker < 1:
         raise BmvsegError(f"threads per worker must be >= 1, got {threads_per_worker}")
     found = assign_names(expand_inputs(list(inputs), exclude=out))
-    single = len(found) == 1 and not names_a_set(inputs)
+    held = read_record(out)  # a job's folder keeps its layout whatever this run is given
+    single = len(found) == 1 and not names_a_set(inputs) and (held or {}).get("kind") != "job"
     videos = [Video(v, out if single else out / v.name) for v in found]
     for v in videos:
         _probe(v, options, chunk_frames, single, notice)
@@ -221,6 +222,8 @@ def _claim(records: Records, todo: list[Video], *, resume: bool, overwrite: bool
         records.root = claim_output_dir(records.out, "job", _job_identity(records),
                                         inputs=[v.input.path for v in records.videos],
                                         resume=resume, overwrite=overwrite)  # fmt: skip
+        if resume:
+            records.keep_earlier()
     for v in todo:
         records.open(v, resume=resume, overwrite=overwrite)
     records.write_job()

@@ -153,6 +153,7 @@ class Records:
     overlay: bool
     info: dict = field(default_factory=dict)  # workers, where they run, start-up times
     root: RunDir | None = None  # several inputs: the job's own folder (job.json)
+    earlier: list[dict] = field(default_factory=list)  # resumed job.json's other videos
 
     def open(self, v: Video, *, resume: bool, overwrite: bool) -> None:
         """The video's output folder, its run.json, and the chunks already finished there."""
@@ -240,16 +241,27 @@ class Records:
         except OSError:
             pass  # something of the user's is left in it
 
+    def keep_earlier(self) -> None:
+        """On resume, the videos of the job's record that this run was not given stay in it."""
+        old = self.root.read_json("job.json") if self.root is not None else None
+        names = {v.input.name for v in self.videos}
+        entries = old.get("videos") if old else None
+        self.earlier = [
+            e for e in entries or []
+            if isinstance(e, dict) and e.get("name") not in names and isinstance(e.get("state"), str)
+        ]  # fmt: skip
+
     def write_job(self) -> None:
         """``out/job.json`` (several inputs only: one input keeps ``bmvseg segment``'s layout)."""
         if self.single or self.root is None:  # claimed once the job starts writing
             return
+        videos = [*self.earlier, *(v.record() for v in self.videos)]
         record = {
-            "complete": all(v.state in FINISHED for v in self.videos),
-            "videos": [v.record() for v in self.videos],
-            "failed": sum(v.state == "failed" for v in self.videos),
-            "ended_early": [v.input.name for v in self.videos if v.state == "ended early"],
-            "damaged": [v.input.name for v in self.videos if v.state == "damaged"],
+            "complete": all(v["state"] in FINISHED for v in videos),
+            "videos": videos,
+            "failed": sum(v["state"] == "failed" for v in videos),
+            "ended_early": [v["name"] for v in videos if v["state"] == "ended early"],
+            "damaged": [v["name"] for v in videos if v["state"] == "damaged"],
             "options": self.options.identity(),
             "chunk_frames": self.size,
             **self.info,
