@@ -248,7 +248,8 @@ class Records:
         entries = old.get("videos") if old else None
         self.earlier = [
             e for e in entries or []
-            if isinstance(e, dict) and e.get("name") not in names and isinstance(e.get("state"), str)
+            if isinstance(e, dict) and e.get("name") not in names
+            and isinstance(e.get("state"), str)
         ]  # fmt: skip
 
     def write_job(self) -> None:
