@@ -55,7 +55,7 @@ else:
 t2 = time.perf_counter()
 opts = RunOptions(weights="none", scheme=a["scheme"], interval=a["k"])
 rc = run_job(a["inputs"], a["out"], options=opts, workers=a["workers"], threads_per_worker=1,
-             chunk_frames=a["chunk"], overlay=a["overlay"], progress=False)
+             chunk_frames=a["chunk"], overlay=a["overlay"], progress=False).exit_status
 t3 = time.perf_counter()
 print(json.dumps({"rc": rc, "import_s": t1 - t0, "ray_init_s": t2 - t1, "job_s": t3 - t2}))
 """

@@ -19,11 +19,13 @@ import pytest
 
 from bmvseg.data.textures import moving_texture_clip
 from bmvseg.distributed.chunks import plan_chunks
-from bmvseg.distributed.job import WORKER_PREFIX, run_job
-from bmvseg.distributed.overlay import join_pieces
-from bmvseg.distributed.worker import ChunkSegmenter, png
+from bmvseg.distributed.cluster import WORKER_PREFIX
+from bmvseg.distributed.job import run_job
+from bmvseg.distributed.worker import ChunkSegmenter
+from bmvseg.output.frames import label_png as png
+from bmvseg.output.overlay import join_pieces
+from bmvseg.run.iterate import segment
 from bmvseg.run.options import RunOptions
-from bmvseg.run.stream import segment
 from bmvseg.schemes.engine import SCHEMES
 from bmvseg.video.encode import X264_ONE_REF, encode_video
 from bmvseg.video.reader import VideoReader
@@ -152,12 +154,13 @@ def test_one_and_two_workers_give_the_single_process_labels_and_report_a_corrupt
     (folder / "broken.mp4").write_bytes(os.urandom(4000))
     (folder / "bframes.mp4").write_bytes(clips["bframes"].read_bytes())  # re-encoded motion
     out1, out2 = tmp_path / "w1", tmp_path / "w2"
-    assert (
-        run_job([clips["c20"], clips["c23"]], out1, options=opts, workers=1, chunk_frames=10) == 0
-    )
-    assert run_job([folder], out2, options=opts, workers=2, chunk_frames=5) != 0
-    err = capsys.readouterr().err
-    assert "broken.mp4" in err and "Traceback" not in err
+    first = run_job([clips["c20"], clips["c23"]], out1, options=opts, workers=1, chunk_frames=10)
+    assert first.exit_status == 0
+    second = run_job([folder], out2, options=opts, workers=2, chunk_frames=5)
+    assert second.exit_status == 2
+    (err,) = second.errors()
+    assert "broken.mp4" in err and "\n" not in err
+    assert "1 failed" in second.closing_line()
     job = json.loads((out2 / "job.json").read_text())
     states = {v["name"]: (v["state"], v["error"], v["renamed_from"]) for v in job["videos"]}
     assert states["c23"] == ("complete", None, None)
@@ -207,7 +210,8 @@ def test_a_killed_worker_is_restarted_and_the_output_is_identical(
     result: dict = {}
     job = threading.Thread(
         target=lambda: result.setdefault(
-            "rc", run_job([clips["long"]], out, options=opts, workers=1, chunk_frames=10)
+            "rc",
+            run_job([clips["long"]], out, options=opts, workers=1, chunk_frames=10).exit_status,
         )
     )
     job.start()
@@ -284,7 +288,8 @@ def test_a_killed_driver_resumes_to_the_same_output(ray_session, weights, clips,
         driver.communicate(timeout=60)
     assert not (out / "summary.json").exists()
     done = len(list((out / ".chunks").glob("*.json")))
-    assert run_job([clips["long"]], out, options=opts, workers=1, chunk_frames=10, resume=True) == 0
+    resumed = run_job([clips["long"]], out, options=opts, workers=1, chunk_frames=10, resume=True)
+    assert resumed.exit_status == 0
     assert _labels(out) == ref
     summary = json.loads((out / "summary.json").read_text())
     assert summary["chunking"]["resumed_chunks"] >= done >= 1
@@ -307,10 +312,10 @@ def test_without_ray_several_inputs_run_in_process_and_a_corrupt_one_is_reported
     bad = tmp_path / "broken.mkv"
     bad.write_bytes(os.urandom(3000))
     out = tmp_path / "out"
+    argv = ["segment", str(clips["c23"]), str(bad), "-o", str(out), "--weights", str(weights),
+            "-k", str(K), "--chunk-frames", "10"]  # fmt: skip
     code = (
-        "import sys; from bmvseg.distributed.job import run_job; from bmvseg.run.options "
-        f"import RunOptions; rc = run_job([{str(clips['c23'])!r}, {str(bad)!r}], {str(out)!r}, "
-        f"options=RunOptions(weights={str(weights)!r}, interval={K}), chunk_frames=10); "
+        f"import sys; from bmvseg.cli.main import main; rc = main({argv!r}); "
         "assert 'ray' not in sys.modules; sys.exit(rc)"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

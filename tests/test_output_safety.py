@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import hang_guard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -258,6 +259,36 @@ COLLIDING = [  # bmvseg's own names: the user's only where no record names them
 ]
 
 
+PLANTED_AT = [  # every name a segment run writes, final and temporary
+    "summary.json",
+    "run.json",
+    "overlay.mp4",
+    "labels/000000.png",
+    "labels/000001.png",
+    ".partial-summary.json",
+    ".partial-run.json",
+    ".partial-overlay.mp4",
+    f".partial-{RECORD}",
+    "labels/.partial-000000.png",
+    "labels/.partial-000001.png",
+]
+PLANTS = ["symlink", "fifo", "hardlink"]
+
+
+def plant(d: Path, rel: str, how: str, target: Path) -> None:
+    """A symlink or hard link to ``target`` (outside the folder), or a FIFO, at ``d/rel``."""
+    p = d / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if p.exists() or p.is_symlink():
+        p.unlink()
+    if how == "symlink":
+        p.symlink_to(target)
+    elif how == "fifo":
+        os.mkfifo(p)
+    else:
+        os.link(target, p)
+
+
 def _ours(rel: str) -> bool:
     from bmvseg.output.rundir import RunDir
 
@@ -270,22 +301,28 @@ def _ours(rel: str) -> bool:
     suppress_health_check=[HealthCheck.too_slow],
 )
 @given(
-    record=st.one_of(st.just("ours"), st.just("none"), st.sampled_from(list(FORGED))),
+    record=st.one_of(st.just("ours"), st.sampled_from(["none", *FORGED])),
     foreign=st.sets(st.sampled_from(FOREIGN), max_size=4),
     colliding=st.sets(st.sampled_from(COLLIDING), max_size=3),
-    input_at=st.one_of(st.none(), st.sampled_from(["clip.mp4", "sub/clip.mp4", "labels/clip.mp4"])),
+    input_at=st.sampled_from([None, None, None, "clip.mp4", "sub/clip.mp4", "labels/clip.mp4"]),
     stray=st.booleans(),
     same=st.booleans(),
     overwrite=st.booleans(),
     resume=st.booleans(),
+    planted=st.dictionaries(st.sampled_from(PLANTED_AT), st.sampled_from(PLANTS), max_size=6),
 )
 def test_overwrite_and_resume_never_remove_a_file_bmvseg_did_not_write(
-    record, foreign, colliding, input_at, stray, same, overwrite, resume
+    record, foreign, colliding, input_at, stray, same, overwrite, resume, planted
 ):
+    """... nor change anything outside the folder, whatever links or FIFOs were planted at the
+    names bmvseg writes, and never hang on one."""
     user = foreign | colliding
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, hang_guard(30, "on a planted FIFO"):
         d = Path(tmp) / "out"
         d.mkdir()
+        outside = Path(tmp) / "outside"
+        outside.mkdir()
+        (outside / "precious.txt").write_text("the user's, elsewhere")
         if record == "ours":  # an earlier run, maybe killed mid-write
             fake_run(d, frames=3)
             if stray:
@@ -305,10 +342,16 @@ def test_overwrite_and_resume_never_remove_a_file_bmvseg_did_not_write(
         else:
             inputs.append(Path(tmp) / "clip.mp4")
             inputs[0].write_bytes(b"the input")
+        for rel, how in planted.items():
+            if (d / rel).parent.is_symlink():
+                continue
+            plant(d, rel, how, outside / "precious.txt")
         theirs = {
             k: v for k, v in tree(d).items() if stat.S_ISREG(v[0]) and not _written(k, record)
-        }
+            and k not in planted  # a hard link at our name: its other name is checked outside
+        }  # fmt: skip
         before = tree(Path(tmp))
+        before_outside = tree(outside)
         identity = ID if same else {**ID, "video_fingerprint": "fp1:bb"}
 
         refused = (
@@ -325,9 +368,17 @@ def test_overwrite_and_resume_never_remove_a_file_bmvseg_did_not_write(
             assert tree(Path(tmp)) == before  # a refusal touches nothing
             return
         assert not refused
-        for i in range(2):  # the run goes on and writes through the record
+        run.write_json("run.json", identity)  # the run goes on: every name it writes
+        for i in range(2):
             run.write_bytes(run.label_path(i), b"new")
+        run.write_bytes(d / "overlay.mp4", b"overlay")
         run.write_json("summary.json", {"complete": True})
+        assert tree(outside) == before_outside  # nothing outside changed, links or not
+        for rel in ("run.json", "labels/000000.png", "labels/000001.png", "overlay.mp4",
+                    "summary.json", RECORD):  # fmt: skip
+            st_ = os.lstat(d / rel)
+            assert stat.S_ISREG(st_.st_mode) and st_.st_nlink == 1, rel
+        assert run.label_path(1).read_bytes() == b"new"
         after = tree(d)
         for rel, entry in theirs.items():
             assert after.get(rel) == entry, rel
@@ -337,7 +388,7 @@ def test_overwrite_and_resume_never_remove_a_file_bmvseg_did_not_write(
 
 
 def test_the_property_names_are_what_they_claim():
-    assert not any(map(_ours, FOREIGN)) and all(map(_ours, COLLIDING))
+    assert not any(map(_ours, FOREIGN)) and all(map(_ours, COLLIDING + PLANTED_AT))
 
 
 def _written(rel: str, record: str) -> bool:
@@ -469,3 +520,35 @@ def test_benchmark_never_replaces_a_segment_output(tmp_path, capsys, flags):
     assert main(argv) != 0
     assert "'bmvseg segment'" in _one_line(capsys.readouterr().err)
     assert tree(out) == before  # summary.json, complete flag and all
+
+
+# -- planted links and FIFOs in a real output (issue 21, items 4 and 5) -------------------------
+
+
+@pytest.mark.parametrize("how", PLANTS)
+@pytest.mark.parametrize("flag", ["--overwrite", "--resume"])
+def test_links_and_fifos_planted_in_a_real_output_are_never_written_through(
+    tmp_path, weights, how, flag, capsys
+):
+    """At every temporary and final name a run writes: the run completes (or refuses in one
+    line), never hangs, never changes a file outside its folder, and its files are its own."""
+    video = _clip(tmp_path / "clip.mp4", 1)
+    out = tmp_path / "out"
+    argv = ["segment", str(video), "-o", str(out), "--weights", str(weights), "-k", "3"]
+    assert main(argv) == 0
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("the user's, elsewhere")
+    for rel in PLANTED_AT:
+        plant(out, rel, how, outside / "precious.txt")
+    before = tree(outside)
+    capsys.readouterr()
+    with hang_guard(120, "on a planted FIFO"):
+        rc = main([*argv, flag])
+    assert tree(outside) == before
+    assert rc == 0, capsys.readouterr().err
+    for rel in ["summary.json", "run.json", "overlay.mp4", RECORD,
+                *(f"labels/{i:06d}.png" for i in range(N))]:  # fmt: skip
+        st_ = os.lstat(out / rel)
+        assert stat.S_ISREG(st_.st_mode) and st_.st_nlink == 1, rel
+    assert json.loads((out / "summary.json").read_text())["frames"] == N

@@ -21,7 +21,7 @@ from bmvseg.data.classes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE  # noqa: 
 from bmvseg.data.textures import moving_texture_clip  # noqa: E402
 from bmvseg.errors import BmvsegError  # noqa: E402
 from bmvseg.models.registry import available_models, build_model  # noqa: E402
-from bmvseg.run.stream import segment  # noqa: E402
+from bmvseg.run.iterate import segment  # noqa: E402
 from bmvseg.video.encode import X264_ONE_REF, encode_video  # noqa: E402
 
 SIZE = (61, 83)  # not a multiple of any stride

@@ -227,19 +227,19 @@ def test_decoded_frames_do_not_pile_up_in_a_long_run(tmp_path, weights, monkeypa
 
     import av
 
-    from bmvseg.output.rundir import RunDir
-    from bmvseg.run.stream import COLLECT_EVERY
+    from bmvseg.output.frames import FrameSink
+    from bmvseg.run.iterate import COLLECT_EVERY
 
     video = _video(tmp_path / "long.mp4", 80)
     alive: list[int] = []
-    real_write = RunDir.write_labels
+    real_write = FrameSink.write
 
-    def write_labels(self, index, labels):
-        if index in (40, 79):
+    def write(self, res):
+        if res.index in (40, 79):
             alive.append(sum(isinstance(o, av.VideoFrame) for o in gc.get_objects()))
-        return real_write(self, index, labels)
+        return real_write(self, res)
 
-    monkeypatch.setattr(RunDir, "write_labels", write_labels)
+    monkeypatch.setattr(FrameSink, "write", write)
     gc.disable()  # no automatic collection: only the run's own may free the cycles
     try:
         assert main(_argv(video, tmp_path / "out", weights, "--no-overlay")) == 0
@@ -256,7 +256,7 @@ def test_the_python_api_keeps_memory_flat_by_itself(tmp_path, weights):
     import av
 
     import bmvseg
-    from bmvseg.run.stream import COLLECT_EVERY
+    from bmvseg.run.iterate import COLLECT_EVERY
 
     video = _video(tmp_path / "long.mp4", 80)
     alive = []
@@ -330,3 +330,115 @@ def test_python_api_bad_sources_are_one_line_errors(tmp_path) -> None:
     for source in (b"clip.mp4", Pipe(), 3, tmp_path / "missing.mp4"):
         with pytest.raises(BmvsegError):
             list(bmvseg.segment(source, weights="none"))
+
+
+# -- checked before claiming; a failing thread ends the run (issue 21, item 7) ------------------
+
+WIDE_MODEL_PY = """
+import torch
+from torch import nn
+
+import bmvseg.models
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, 2, 1))
+        self.head = nn.Conv2d(8, 300, 1)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.body(x)))
+
+
+def build():
+    torch.manual_seed(1)
+    return bmvseg.models.split_module(Net(), "body")
+"""
+
+
+@pytest.mark.parametrize("job", [False, True])
+def test_a_model_whose_labels_cannot_be_stored_is_refused_before_the_folder_is_touched(
+    tmp_path, weights, capsys, job
+):
+    """300 classes do not fit uint8 label files: refused in one line before ``--overwrite``
+    removes anything, for a single run and a job alike (9 frames with B-frames: no hang)."""
+    from conftest import hang_guard
+    from test_output_safety import tree
+
+    video = tmp_path / "clip.mp4"
+    encode_video(moving_texture_clip("object", 120, 160, 9, seed=3)[0], video,
+                 options={"crf": "20", "bframes": "2"})  # fmt: skip
+    plug = tmp_path / "plug.py"
+    plug.write_text(WIDE_MODEL_PY)
+    out = tmp_path / "out"
+    target = [str(video), str(video.with_name("copy.mp4"))] if job else [str(video)]
+    if job:
+        video.with_name("copy.mp4").write_bytes(video.read_bytes())
+    first = ["segment", *target, "-o", str(out), "--weights", str(weights)]
+    assert main(first) == 0
+    before = tree(out)
+    capsys.readouterr()
+    with hang_guard(120, "after an error in one thread"):
+        rc = main(["segment", *target, "-o", str(out), "--model", f"{plug}:build", "--overwrite"])
+    assert rc == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "300 classes" in line and "uint8" in line, line
+    assert tree(out) == before
+
+
+def test_an_error_in_the_decode_thread_ends_the_run_at_once():
+    """The consumer learns of the producer's error at its next item, not after the queue."""
+    import threading
+
+    from conftest import hang_guard
+
+    from bmvseg.run.background import ahead
+
+    taken = threading.Event()
+
+    def items():
+        yield 0
+        taken.wait(10)
+        yield from (1, 2)
+        raise ValueError("decode failed")
+
+    with hang_guard(20, "after an error in the decode thread"):
+        got = []
+        with pytest.raises(ValueError, match="decode failed"):
+            for item in ahead(items(), depth=4):
+                got.append(item)
+                taken.set()
+                time.sleep(0.3)  # the error arrives while this item is being worked on
+        assert got == [0]
+
+
+def test_a_consumer_that_stops_never_waits_on_a_full_queue():
+    """The model's thread fails with the queue full and the producer done: no hang."""
+    from conftest import hang_guard
+
+    from bmvseg.run.background import ahead
+
+    with hang_guard(20, "with the decode thread blocked on a full queue"):
+        frames = ahead(iter(range(9)), depth=8)
+        assert next(frames) == 0
+        time.sleep(0.3)  # the producer has put every item and waits to put the end marker
+        frames.close()
+
+
+def test_an_error_in_the_writer_thread_ends_the_run_with_its_message():
+    from conftest import hang_guard
+
+    from bmvseg.run.background import Worker
+
+    def handle(item):
+        if item == 2:
+            raise OSError(28, "No space left on device")
+        time.sleep(0.01)
+
+    with hang_guard(20, "after an error in the writer thread"):
+        worker = Worker(handle, depth=2)
+        with pytest.raises(OSError, match="No space left"):
+            for i in range(1000):
+                worker.submit(i)
+        worker.stop()

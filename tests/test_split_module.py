@@ -14,7 +14,7 @@ from bmvseg.data.classes import CAMVID_CLASSES, CAMVID_PALETTE
 from bmvseg.data.textures import moving_texture_clip
 from bmvseg.errors import BmvsegError
 from bmvseg.models.split import split_module
-from bmvseg.run.stream import segment
+from bmvseg.run.iterate import segment
 from bmvseg.video.encode import X264_ONE_REF, encode_video
 
 SIZE = (61, 83)

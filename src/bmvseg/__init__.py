@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     """``bmvseg.segment`` without importing torch on ``import bmvseg``."""
     if name == "segment":
-        from bmvseg.run.stream import segment
+        from bmvseg.run.iterate import segment
 
         return segment
     raise AttributeError(name)

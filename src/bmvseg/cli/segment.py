@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
 from bmvseg.cli.options import add_engine_arguments, add_scheme_arguments, run_options
+from bmvseg.output.rundir import read_record
 from bmvseg.run import segment_to_dir
 
 
@@ -42,17 +44,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _notice(text: str) -> None:
+    print(f"bmvseg: notice: {text}", flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     """Parse into RunOptions, run :func:`bmvseg.run.segment_to_dir`, print the result."""
     options = run_options(args)
     if _is_job(args):  # Ray is imported only here, and only with --workers / --ray-address
-        from bmvseg.distributed.job import run_job
-
-        return run_job(args.video, args.output, options=options, workers=args.workers,
-                       ray_address=args.ray_address, threads_per_worker=args.threads_per_worker,
-                       chunk_frames=args.chunk_frames, resume=args.resume,
-                       overwrite=args.overwrite, overlay=not args.no_overlay,
-                       command=args.command_line)  # fmt: skip
+        return _run_job(args, options)
     (video,) = args.video
     bar = tqdm(unit="frame", desc=f"{args.scheme} k={args.keyframe_interval}",
                disable=None)  # fmt: skip  (only on a terminal: logs stay free of progress bars)
@@ -65,9 +65,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = segment_to_dir(
             video, args.output, options, overlay=not args.no_overlay, resume=args.resume,
-            overwrite=args.overwrite, notice=lambda text: print(f"bmvseg: notice: {text}",
-                                                               flush=True),
-            progress=progress, command=args.command_line,
+            overwrite=args.overwrite, notice=_notice, progress=progress, command=args.command_line,
         )  # fmt: skip
     finally:
         bar.close()
@@ -78,9 +76,33 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_job(args: argparse.Namespace, options) -> int:
+    """A job (bmvseg.distributed): its notices, failed videos and closing line, printed."""
+    from bmvseg.distributed.job import run_job
+
+    result = run_job(args.video, args.output, options=options, workers=args.workers,
+                     ray_address=args.ray_address, threads_per_worker=args.threads_per_worker,
+                     chunk_frames=args.chunk_frames, resume=args.resume,
+                     overwrite=args.overwrite, overlay=not args.no_overlay,
+                     command=args.command_line, notice=_notice)  # fmt: skip
+    for line in result.errors():  # one line each, naming the video
+        print(f"bmvseg segment: error: {line}", file=sys.stderr)
+    print(result.closing_line(), flush=True)
+    if result.interrupted:
+        print("bmvseg segment: interrupted", file=sys.stderr)
+    elif result.interrupted_after:
+        print("bmvseg segment: interrupted while Ray was stopping, after every output was "
+              "written: the job is complete", file=sys.stderr)  # fmt: skip
+    return result.exit_status
+
+
 def _is_job(args: argparse.Namespace) -> bool:
-    """Several videos, a folder, a glob pattern, or a cluster: a job (bmvseg.distributed)."""
+    """Several videos, a folder, a glob pattern, a cluster, or ``--resume`` of a job's
+    output: a job (bmvseg.distributed)."""
     if len(args.video) > 1 or args.workers is not None or args.ray_address is not None:
         return True
     (spec,) = args.video
-    return Path(spec).is_dir() or (not Path(spec).exists() and any(c in spec for c in "*?["))
+    if Path(spec).is_dir() or (not Path(spec).exists() and any(c in spec for c in "*?[")):
+        return True
+    record = read_record(Path(args.output)) if args.resume else None
+    return record is not None and record["kind"] in ("chunked", "job")

@@ -6,9 +6,12 @@ sorted, a file named twice kept once.  An input that names nothing is the user's
 stops the job before anything runs; a file that is not a readable video is left for the job to
 report with the other videos' states.
 
-Output names are the file names without extension.  Names that clash (case-insensitively, so
-that a job's output survives a case-insensitive filesystem) get ``-2``, ``-3``, ... in input
-order; the job records both names.
+Output names are the file names without extension, with leading dots dropped (a name that is
+nothing but dots becomes ``video``), so a folder name is never hidden, ``.`` or ``..``, and
+never one of the job's own files (``job.json``, the run record, a ``.partial-`` temporary).
+Names that clash (with each other or with the job's files, case-insensitively, so that a job's
+output survives a case-insensitive filesystem) get ``-2``, ``-3``, ... in input order; the job
+records both names.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bmvseg.errors import BmvsegError
+from bmvseg.output.layouts import LAYOUTS
 
 VIDEO_SUFFIXES = frozenset(
     ".mp4 .m4v .mov .mkv .webm .avi .flv .wmv .mpg .mpeg .m2v .ts .mts .m2ts .3gp .ogv .y4m "
@@ -87,16 +91,30 @@ def _suffix_hint() -> str:
     return "looked for " + ", ".join(sorted(VIDEO_SUFFIXES)[:6]) + ", ..."
 
 
+def names_a_set(specs: list[str | os.PathLike]) -> bool:
+    """Whether ``specs`` name a set of videos (a folder or a pattern) rather than files: such a
+    job keeps the per-video layout even when the set holds one video, so that a video added
+    later joins it on ``--resume``."""
+    for spec in specs:
+        text, path = os.fspath(spec), Path(spec)
+        if path.is_dir() or (any(c in text for c in _GLOB_CHARS) and not path.exists()):
+            return True
+    return False
+
+
+RESERVED = frozenset(n.casefold() for n in LAYOUTS["job"].files)  # the job folder's own files
+
+
 def assign_names(paths: list[Path]) -> list[VideoInput]:
     """Each path with a unique output folder name: its stem, or ``stem-2``, ... after a clash."""
-    taken: set[str] = set()
+    taken: set[str] = set(RESERVED)
     out = []
     for p in paths:
-        stem = p.stem or "video"
-        name, n = stem, 1
+        base = p.stem.lstrip(".") or "video"
+        name, n = base, 1
         while name.casefold() in taken:
             n += 1
-            name = f"{stem}-{n}"
+            name = f"{base}-{n}"
         taken.add(name.casefold())
-        out.append(VideoInput(path=p, name=name, stem=stem))
+        out.append(VideoInput(path=p, name=name, stem=p.stem))
     return out

@@ -18,18 +18,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import cv2
-import numpy as np
 import torch
 
-from bmvseg.data.classes import overlay_frame
 from bmvseg.distributed.chunks import Chunk
 from bmvseg.errors import BmvsegError
+from bmvseg.output.frames import FrameLog, OverlayEncoder, check_storable, label_png
 from bmvseg.run.build import build_engine
+from bmvseg.run.iterate import collected_every, open_video
 from bmvseg.run.options import RunOptions
-from bmvseg.run.stream import collected_every, open_video
 from bmvseg.schemes.timing import StageTimer
-from bmvseg.video.encode import OVERLAY_OPTIONS, VideoWriter
 from bmvseg.video.frame import Frame
 
 
@@ -41,22 +38,15 @@ class ChunkResult:
     first: int
     labels: list[bytes]
     overlay: bytes | None  # an MP4 of the chunk's overlay frames, None without frames or overlay
-    stats: dict = field(default_factory=dict)
-
-
-def png(labels: np.ndarray) -> bytes:
-    """The label file's bytes, encoded as ``bmvseg segment`` writes them (RunDir.write_labels)."""
-    ok, data = cv2.imencode(".png", labels)
-    if not ok:  # pragma: no cover - cv2 fails only on invalid arrays
-        raise RuntimeError("PNG encoding failed")
-    return data.tobytes()
+    stats: dict = field(default_factory=dict)  # FrameLog.facts and the chunk's own
 
 
 class ChunkSegmenter:
     """A worker: the engine built once, then any number of chunks of any videos.
 
-    A user error while building (a bad checkpoint) is kept and raised by :meth:`info`, so the
-    driver reports it as one line instead of an actor that failed to start.
+    A user error while building (a bad checkpoint, a model whose labels cannot be stored) is
+    kept and raised by :meth:`info`, so the driver reports it as one line, before any output
+    folder is claimed, instead of an actor that failed to start.
     """
 
     def __init__(self, options: RunOptions, threads: int | None = None) -> None:
@@ -67,6 +57,7 @@ class ChunkSegmenter:
         self.error: BmvsegError | None = None
         try:
             self.engine = build_engine(self.options)
+            check_storable(self.engine.model.num_classes, f"model {options.model}")
         except BmvsegError as exc:
             self.error = exc
         self.load_s = time.perf_counter() - t0
@@ -95,13 +86,11 @@ class ChunkSegmenter:
         t0 = time.perf_counter()
         timer = StageTimer()
         self.engine.timer = timer
-        palette = self.engine.model.palette
         labels: list[bytes] = []
-        keyframes: list[dict] = []
+        log = FrameLog()
         first_s: float | None = None
-        first_time: float | None = None
         buf = io.BytesIO()
-        writer: VideoWriter | None = None
+        encoder: OverlayEncoder | None = None
         with open_video(video, self.options) as reader, collected_every() as tick:
             frames = reader.frames(start=chunk.start)
 
@@ -115,39 +104,24 @@ class ChunkSegmenter:
             for res in self.engine.run(timed_first(frames), start=chunk.start, end=chunk.end):
                 if res.index != chunk.start + len(labels):
                     raise RuntimeError(f"frame {res.index} out of order in chunk {chunk.key}")
-                if first_time is None:
-                    first_time = res.time
-                labels.append(png(res.labels))
-                if res.keyframe:
-                    keyframes.append({"index": res.index, "reason": res.reason})
+                labels.append(label_png(res.labels))
+                log.add(res)
                 if overlay:
-                    if writer is None:
-                        writer = VideoWriter(buf, fps=reader.fps, options=OVERLAY_OPTIONS,
-                                             container_format="mp4")  # fmt: skip
-                    writer.write(overlay_frame(res.image, res.labels, palette, res.keyframe),
-                                 time=res.time)
+                    if encoder is None:
+                        encoder = OverlayEncoder(buf, reader.fps, self.engine.model.palette)
+                    encoder.add(res)
                 tick()
             frames.close()
-            if writer is not None:
-                writer.close()
+            if encoder is not None:
+                encoder.close()
             stats = {
                 "start": chunk.start,
                 "end": chunk.end,
-                "frames": len(labels),
-                "first_time": first_time,
-                "wall_s": round(time.perf_counter() - t0, 3),
+                **log.facts(reader, timer.mean_ms(), time.perf_counter() - t0),
                 "seek_s": None if first_s is None else round(first_s, 3),
                 "decoded": getattr(reader, "decoded", None),  # frames decoded, seeking included
-                "keyframes": keyframes,
-                "stream_ended_early": reader.truncated,
-                "damaged_frames": list(getattr(reader, "damaged_frames", [])),
-                "concealed_frames": list(getattr(reader, "concealed_frames", [])),
-                "motion_source": reader.motion_source,
-                "motion_reason": reader.motion_reason,
-                "width": reader.width,
-                "height": reader.height,
-                "fps": reader.fps,
-                "stage_ms_per_frame": {k: round(v, 3) for k, v in timer.mean_ms().items()},
+                "label_bytes": [len(b) for b in labels],
+                "overlay_bytes": len(buf.getvalue()) if encoder else None,
                 "worker": {
                     "pid": os.getpid(),
                     "host": socket.gethostname(),
@@ -159,4 +133,4 @@ class ChunkSegmenter:
                 "torch": torch.__version__,
             }
         self.chunks_done += 1
-        return ChunkResult(chunk, chunk.start, labels, buf.getvalue() if writer else None, stats)
+        return ChunkResult(chunk, chunk.start, labels, buf.getvalue() if encoder else None, stats)

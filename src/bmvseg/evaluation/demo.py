@@ -24,8 +24,8 @@ from bmvseg.evaluation.clips import ENCODING, EvalClip
 from bmvseg.evaluation.sweep import AccuracySweep, variants_of
 from bmvseg.output import claim_output_dir
 from bmvseg.run.build import prepare_model
+from bmvseg.run.iterate import segment
 from bmvseg.run.options import RunOptions
-from bmvseg.run.stream import segment
 from bmvseg.schemes.config import EngineConfig
 from bmvseg.schemes.registry import SCHEMES
 from bmvseg.video.encode import VideoWriter

@@ -20,10 +20,12 @@ names belongs to its kind's :data:`LAYOUTS`, so a record that names the user's `
 - ``resume`` touches nothing until the record's identity equals this run's; it then removes
   only its own ``.partial-`` files and ``summary.json`` (no longer true once the run goes on).
 
-**Never half-true.**  Every file is written under ``.partial-NAME`` and renamed into place, so
-a file that exists is complete; ``summary.json`` is written last and says whether the run
-completed.  A run killed at any point leaves label files for a prefix of the frames, from which
-``--resume`` restarts at the last keyframe boundary.
+**Never half-true, never through a link.**  Every file is written under ``.partial-NAME``,
+created new (whatever was planted there is unlinked, never followed or opened:
+:mod:`bmvseg.output.safe`), and renamed into place, so a file that exists is complete and
+nothing outside the directory is ever written; ``summary.json`` is written last and says
+whether the run completed.  A run killed at any point leaves label files for a prefix of the
+frames, from which ``--resume`` restarts at the last keyframe boundary.
 """
 
 from __future__ import annotations
@@ -33,82 +35,20 @@ import os
 import re
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import cv2
 import numpy as np
 
 from bmvseg.errors import BmvsegError
+from bmvseg.output.layouts import INDEX, LAYOUTS, OUTPUT_OF
+from bmvseg.output.safe import create_new, is_regular, read_regular
 
 RECORD = ".bmvseg-run.json"
 FORMAT = "bmvseg-run"
 VERSION = 1
 TMP_PREFIX = ".partial-"
-INDEX = "NNNNNN"  # in a layout entry: the frame index, six or more digits
-
-
-@dataclass(frozen=True)
-class Layout:
-    """The files one command kind may write, relative to its output directory."""
-
-    files: tuple[str, ...]
-
-    @property
-    def dirs(self) -> tuple[str, ...]:
-        return tuple(sorted({os.path.dirname(f) for f in self.files} - {""}))
-
-
-LAYOUTS: dict[str, Layout] = {
-    "segment": Layout(("run.json", "summary.json", "overlay.mp4", f"labels/{INDEX}.png")),
-    # A video segmented in chunks by a job (bmvseg.distributed): segment's files, and each
-    # finished chunk's marker and overlay piece until the video is complete.
-    "chunked": Layout(
-        (
-            "run.json",
-            "summary.json",
-            "overlay.mp4",
-            f"labels/{INDEX}.png",
-            f".chunks/{INDEX}-{INDEX}.json",
-            f".chunks/{INDEX}-{INDEX}.mp4",
-            f".chunks/{INDEX}-end.json",
-            f".chunks/{INDEX}-end.mp4",
-        )
-    ),
-    # The folder of a job of several videos: its record; each video's folder is claimed alone.
-    "job": Layout(("job.json",)),
-    "benchmark": Layout(
-        (
-            "summary.json",
-            "results.csv",
-            "phases.csv",
-            "placement.csv",
-            "placement.md",
-            "table.md",
-            "fusion.md",
-            "breakdown.md",
-            "accuracy_vs_throughput.png",
-            "min_accuracy_vs_throughput.png",
-            "examples.png",
-        )
-    ),
-    "train": Layout(
-        ("last.pt", "best.pt", "history.json", "report.json", "report.md")
-    ),
-    "demo": Layout(
-        (
-            "report.md",
-            "results.csv",
-            "accuracy_vs_throughput.png",
-            "side_by_side.mp4",
-            "side_by_side.png",
-            "clip/video.mp4",
-            "clip/labels.npz",
-            "clip/meta.json",
-        )
-    ),
-}
 
 
 def _entry_regex(entry: str) -> re.Pattern[str]:
@@ -190,16 +130,23 @@ class RunDir:
         self._rel(final)
         return final.with_name(TMP_PREFIX + final.name)
 
+    def create_tmp(self, final: Path) -> tuple[Path, BinaryIO]:
+        """``final``'s temporary name, created new and open for writing (:mod:`.safe`)."""
+        tmp = self.tmp_path(final)
+        return tmp, create_new(tmp)
+
     def commit(self, tmp: Path, final: Path) -> None:
+        """Rename ``tmp`` onto ``final`` (a link or FIFO at ``final`` is replaced, not followed)."""
         try:
             os.replace(tmp, final)
         except OSError as exc:
+            tmp.unlink(missing_ok=True)
             raise _error(final, exc) from exc
 
     def write_bytes(self, final: Path, data: bytes) -> None:
-        tmp = self.tmp_path(final)
+        tmp, fh = self.create_tmp(final)
         try:
-            with open(tmp, "wb") as fh:
+            with fh:
                 fh.write(data)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
@@ -209,23 +156,34 @@ class RunDir:
     def write_json(self, name: str, obj: dict[str, Any]) -> None:
         self.write_bytes(self.path / name, json.dumps(obj, indent=2, default=str).encode())
 
+    def read_json(self, rel: str) -> dict | None:
+        """A JSON object this run wrote at ``rel``, or None (missing, not a regular file, ...)."""
+        data = read_regular(self.path / rel, limit=64 << 20)
+        try:
+            obj = json.loads(data) if data is not None else None
+        except ValueError:
+            return None
+        return obj if isinstance(obj, dict) else None
+
     # -- labels (segment) ----------------------------------------------------------------------
     def label_path(self, index: int) -> Path:
         return self.labels / f"{index:06d}.png"
 
-    def write_labels(self, index: int, labels: np.ndarray) -> None:
-        ok, png = cv2.imencode(".png", labels)
-        if not ok:  # pragma: no cover - cv2 fails only on invalid arrays
-            raise RuntimeError("PNG encoding failed")
-        self.write_bytes(self.label_path(index), png.tobytes())
-
     def read_labels(self, index: int) -> np.ndarray:
-        return cv2.imread(str(self.label_path(index)), cv2.IMREAD_UNCHANGED)
+        """A label file this run wrote (resume), or a one-line error when it is not one."""
+        data = read_regular(self.label_path(index))
+        labels = None
+        if data:
+            labels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if labels is None or labels.ndim != 2:
+            raise BmvsegError(f"{self.label_path(index)} is not a label file bmvseg wrote; "
+                              "pass --overwrite to start again")  # fmt: skip
+        return labels
 
     def done_prefix(self) -> int:
         """How many frames, from frame 0 on, already have their labels written."""
         n = 0
-        while self.label_path(n).is_file():
+        while is_regular(self.label_path(n), own=True):
             n += 1
         return n
 
@@ -281,7 +239,7 @@ def _remove(path: Path, rec: dict[str, Any], keep: Iterable[str], select) -> Non
         raise _error(path, exc) from exc
 
 
-def claim_output_dir(
+def check_claim(
     path: str | os.PathLike,
     kind: str,
     identity: dict[str, Any],
@@ -289,20 +247,15 @@ def claim_output_dir(
     *,
     resume: bool = False,
     overwrite: bool = False,
-) -> RunDir:
-    """Take ``path`` as the output directory of a ``kind`` run, by the rule of this module.
+) -> dict[str, Any] | None:
+    """Every refusal of :func:`claim_output_dir`, touching nothing; the valid record or None.
 
-    Everything that can refuse happens before anything is removed; the new record is written
-    before any other file.  ``identity`` must be JSON-serialisable; ``inputs`` are the files
-    the run reads (never inside ``path``).  With ``resume`` (which wins over ``overwrite``) the
-    returned directory keeps its label files; otherwise the run starts empty.
+    A job checks all its folders this way before it claims any of them.
     """
-    layout = LAYOUTS[kind]
     path = Path(path)
-    inputs = list(inputs)
     if path.exists() and not path.is_dir():
         raise BmvsegError(f"{path} exists and is not a directory")
-    _refuse_places(path, inputs)
+    _refuse_places(path, list(inputs))
     ident = _jsonable(identity)
     try:
         entries = sorted(os.listdir(path)) if path.is_dir() else []
@@ -318,7 +271,7 @@ def claim_output_dir(
             )
         if rec["kind"] != kind:
             raise BmvsegError(
-                f"{path} holds the output of 'bmvseg {rec['kind']}'; give another directory"
+                f"{path} holds the output of {OUTPUT_OF[rec['kind']]}; give another directory"
             )
         if not (resume or overwrite):
             raise BmvsegError(
@@ -332,8 +285,32 @@ def claim_output_dir(
                 f"{path} holds a different run ({', '.join(changed)} differ); "
                 "use --overwrite or another directory"
             )
-        for d in [*rec["dirs"], *layout.dirs]:
+        for d in [*rec["dirs"], *LAYOUTS[kind].dirs]:
             _owned_dir(path, d)
+    return rec
+
+
+def claim_output_dir(
+    path: str | os.PathLike,
+    kind: str,
+    identity: dict[str, Any],
+    inputs: Iterable[str | os.PathLike] = (),
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> RunDir:
+    """Take ``path`` as the output directory of a ``kind`` run, by the rule of this module.
+
+    Everything that can refuse happens before anything is removed (:func:`check_claim`); the
+    new record is written before any other file.  ``identity`` must be JSON-serialisable;
+    ``inputs`` are the files the run reads (never inside ``path``).  With ``resume`` (which
+    wins over ``overwrite``) the returned directory keeps its label files; otherwise the run
+    starts empty.
+    """
+    layout = LAYOUTS[kind]
+    path = Path(path)
+    rec = check_claim(path, kind, identity, inputs, resume=resume, overwrite=overwrite)
+    ident = _jsonable(identity)
     made = [d for d in layout.dirs if not (path / d).exists()]
     if rec is not None and resume:
         made = sorted({*made, *rec["dirs"]})  # still ours to remove later

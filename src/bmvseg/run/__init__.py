@@ -6,12 +6,12 @@ resuming and the memory discipline of long runs exist once:
 
 - :mod:`bmvseg.run.options`: :class:`RunOptions`, every option of a run, validated.
 - :mod:`bmvseg.run.build`: model, fusion weights and engine from options.
-- :mod:`bmvseg.run.stream`: :func:`segment`, results one frame at a time (the Python API).
+- :mod:`bmvseg.run.iterate`: :func:`segment`, results one frame at a time (the Python API).
 - :mod:`bmvseg.run.to_dir`: :func:`segment_to_dir`, a run written to an output directory.
 """
 
+from bmvseg.run.iterate import segment
 from bmvseg.run.options import RunOptions
-from bmvseg.run.stream import segment
 from bmvseg.run.to_dir import segment_to_dir
 
 __all__ = ["RunOptions", "segment", "segment_to_dir"]

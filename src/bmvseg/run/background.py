@@ -17,40 +17,45 @@ from typing import Any
 _DONE = object()
 
 
-class _Failure:
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
 def ahead(items: Iterable[Any], depth: int = 8) -> Iterator[Any]:
-    """``items`` produced by a background thread up to ``depth`` ahead of the consumer."""
+    """``items`` produced by a background thread up to ``depth`` ahead of the consumer.
+
+    An error in the thread is raised in the consumer at its next item, ahead of the items
+    still queued; once the consumer stops (an error of its own, or enough items), the thread
+    stops at its next hand-over, never blocked on a full queue that nobody reads.
+    """
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def produce() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(item):
                     return
-            q.put(_DONE)
-        except BaseException as exc:  # handed to the consumer, raised there
-            q.put(_Failure(exc))
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised there at once
+            failure.append(exc)
+            put(_DONE)
 
     thread = threading.Thread(target=produce, name="bmvseg-decode", daemon=True)
     thread.start()
     try:
         while True:
             item = q.get()
+            if failure:
+                raise failure[0]
             if item is _DONE:
                 return
-            if isinstance(item, _Failure):
-                raise item.exc
             yield item
     finally:
         stop.set()
@@ -111,3 +116,11 @@ class Worker:
             self._thread.join()
             self.waited += time.perf_counter() - t0
         self._raise()
+
+    def stop(self) -> None:
+        """End the thread after the items already handed to it, whatever they raise (for a
+        run that is failing already: its own error is the one reported)."""
+        try:
+            self.close()
+        except BaseException:  # noqa: BLE001
+            pass

@@ -84,9 +84,6 @@ class RunOptions:
         """The engine's share of the options, with ``extra`` engine fields changed."""
         return dataclasses.replace(self.engine, **extra) if extra else self.engine
 
-    def validate(self) -> None:
-        """Kept for callers: the options were checked when they were made."""
-
     def identity(self) -> dict:
         """The options that change the labels (what ``--resume`` must find unchanged)."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "engine"}

@@ -9,26 +9,22 @@ thread (:mod:`bmvseg.run.background`); the run ends only when everything is writ
 
 from __future__ import annotations
 
-import contextlib
 import os
-import platform
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import torch
-
-from bmvseg.data.classes import overlay_frame
 from bmvseg.errors import BmvsegError
-from bmvseg.output import RunDir, claim_output_dir, input_fingerprint
+from bmvseg.output import claim_output_dir, input_fingerprint
+from bmvseg.output.frames import FrameLog, FrameSink, check_storable
+from bmvseg.output.rundir import RunDir
+from bmvseg.output.summary import summarize
 from bmvseg.run.background import Worker, ahead
 from bmvseg.run.build import build_engine
+from bmvseg.run.iterate import collected_every, open_video
 from bmvseg.run.options import RunOptions
-from bmvseg.run.stream import collected_every, open_video
 from bmvseg.schemes.engine import Engine, FrameResult
 from bmvseg.schemes.timing import StageTimer
-from bmvseg.video.encode import OVERLAY_OPTIONS, VideoWriter
 from bmvseg.video.frame import Frame
 
 
@@ -49,11 +45,11 @@ def segment_to_dir(
 
     ``end`` stops after frame ``end - 1`` (the benchmark's timing of a video's first frames).
 
-    Everything that can refuse the run (the video, the options, the model, the directory's
-    owner) is checked before the directory is touched.  ``notice`` receives one-line notices,
-    ``progress`` (frames done, total if known) is called once per frame.
+    Everything that can refuse the run (the video, the options, the model and whether its
+    labels can be stored, the directory's owner) is checked before the directory is touched.
+    ``notice`` receives one-line notices, ``progress`` (frames done, total if known) is called
+    once per frame.
     """
-    options.validate()
     video = Path(video)
     reader = open_video(video, options)
     try:
@@ -62,6 +58,7 @@ def segment_to_dir(
         identity, about = run_record(video, options, end)
         timer = StageTimer()
         engine = build_engine(options, timer=timer)
+        check_storable(engine.model.num_classes, _model_name(options))
         out: RunDir = claim_output_dir(output, "segment", identity, inputs=[video],
                                        resume=resume, overwrite=overwrite)  # fmt: skip
         resume_from = 0
@@ -69,23 +66,23 @@ def segment_to_dir(
             stable = engine.cfg.schedule().stable
             resume_from = next(i for i in range(out.done_prefix(), -1, -1) if stable(i))
         out.write_json("run.json", {**about, **identity})
-        summary = _write(reader, engine, out, resume_from, overlay, progress, end)
+        sink = FrameSink(out, overlay=overlay, fps=reader.fps, palette=engine.model.palette,
+                         from_index=resume_from)  # fmt: skip
+        part, wall = _write(reader, engine, sink, progress, end)
         if reader.damage_notice:  # known only once the frames are read
             notice(reader.damage_notice)
     finally:
         reader.close()
-    summary = {
-        **about,
-        **identity,
-        **summary,
-        "command": command or "bmvseg.segment_to_dir (Python)",
-        "device": str(options.device),
-        "machine": platform.platform(),
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-    }
-    out.write_json("summary.json", summary)
+    summary = summarize([part], about=about, identity=identity, wall_s=wall,
+                        rotation=reader.rotation, device=str(options.device),
+                        command=command or "bmvseg.segment_to_dir (Python)",
+                        resumed_from=resume_from)  # fmt: skip
+    sink.write_summary(summary)
     return summary
+
+
+def _model_name(options: RunOptions) -> str:
+    return f"model {options.model}" if isinstance(options.model, str) else "the model"
 
 
 def run_record(video: Path, options: RunOptions, end: int | None = None) -> tuple[dict, dict]:
@@ -103,82 +100,39 @@ def _notices(reader, video: Path) -> Iterator[str]:
                f"{reader.width}x{reader.height} orientation")  # fmt: skip
 
 
-def _write(reader, engine: Engine, out: RunDir, resume_from: int, overlay: bool,
-           progress: Callable[[int, int | None], None], end: int | None) -> dict:  # fmt: skip
-    """The frame loop: engine results handed to the writer thread; the summary's run facts."""
-    timer = engine.timer
-    palette = engine.model.palette
-    overlay_final = out.path / "overlay.mp4"
-    overlay_tmp = out.tmp_path(overlay_final)
-    video_out = None
-    if overlay:
-        video_out = VideoWriter(overlay_tmp, fps=reader.fps, options=OVERLAY_OPTIONS)
-
-    def write(res: FrameResult) -> None:
-        if res.index >= resume_from:
-            out.write_labels(res.index, res.labels)
-        if video_out is not None:
-            video_out.write(overlay_frame(res.image, res.labels, palette, res.keyframe),
-                            time=res.time)
-
-    writer = Worker(write, name="writer")
+def _write(
+    reader, engine: Engine, sink: FrameSink, progress: Callable[[int, int | None], None],
+    end: int | None,
+) -> tuple[dict, float]:  # fmt: skip
+    """The frame loop: engine results handed to the writer thread; the part's facts and wall."""
+    writer = Worker(sink.write, name="writer")
     frames = ahead(reader.frames(end=end), depth=8)
+    log = FrameLog()
     t0 = time.perf_counter()
-    count = 0
-    keyframes: list[dict] = []
     try:
         with collected_every() as tick:
-            for res in _resumed(frames, engine, out, resume_from, end):
-                if res.keyframe:
-                    keyframes.append({"index": res.index, "reason": res.reason})
+            for res in _resumed(frames, engine, sink.out, sink.from_index, end):
+                log.add(res)
                 writer.submit(res)
-                count += 1
                 tick()
-                progress(count, reader.frame_count)
+                progress(log.frames, reader.frame_count)
         writer.close()
-        if video_out is not None:
-            video_out.close()
-            video_out = None
-            out.commit(overlay_tmp, overlay_final)
+        sink.close()
     except OSError as exc:
-        raise BmvsegError(f"cannot write to {out.path}: {exc.strerror or exc}") from exc
+        raise BmvsegError(f"cannot write to {sink.out.path}: {exc.strerror or exc}") from exc
     finally:
         frames.close()
         # Failing already (that error, not these, is reported): the writer finishes the files
         # it was handed (each complete, by rename) before the run returns; the overlay goes.
-        with contextlib.suppress(BaseException):
-            writer.close()
-        if video_out is not None:
-            with contextlib.suppress(Exception):
-                video_out.close()
-            overlay_tmp.unlink(missing_ok=True)
+        writer.stop()
+        sink.discard()
     wall = time.perf_counter() - t0
-    stages = {k: round(v, 3) for k, v in timer.mean_ms().items() if k != "write"}
-    n = max(count, 1)
-    return {
-        "complete": True,
-        "stream_ended_early": reader.truncated,
-        "frames": count,
-        "resumed_from": resume_from,
-        "wall_time_s": round(wall, 3),
-        "fps": round(count / wall, 3) if wall > 0 else None,
-        # Wall time of the model's thread per frame, by stage; "write_wait" is the time it
-        # waited for the writer (writing not hidden), "write_busy" the writer thread's own.
-        "stage_ms_per_frame": {**stages, "write_wait": round(1000 * writer.waited / n, 3),
-                               "write_busy": round(1000 * writer.busy / n, 3)},  # fmt: skip
-        "keyframes": keyframes,
-        # Frames the decoder concealed damage in, and those predicted from them (up to the next
-        # I-frame): their labels are not clean; the first clean frame after them is a keyframe.
-        "damaged_frames": list(reader.damaged_frames),
-        "concealed_frames": list(reader.concealed_frames),
-        "stream_index": reader.stream_index,
-        "notices": [n for n in (*reader.notices,) if n],
-        "motion_source": reader.motion_source,
-        "motion_reason": reader.motion_reason,
-        "width": reader.width,
-        "height": reader.height,
-        "rotation": reader.rotation,
-    }
+    n = max(log.frames, 1)
+    stages = {k: v for k, v in engine.timer.mean_ms().items() if k != "write"}
+    # Wall time of the model's thread per frame, by stage; "write_wait" is the time it waited
+    # for the writer (writing not hidden), "write_busy" the writer thread's own.
+    stages.update(write_wait=1000 * writer.waited / n, write_busy=1000 * writer.busy / n)
+    return log.facts(reader, stages, wall), wall
 
 
 def _resumed(frames: Iterator[Frame], engine: Engine, out: RunDir, start: int,

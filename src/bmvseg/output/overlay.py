@@ -10,17 +10,27 @@ before it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 
+from bmvseg.errors import BmvsegError
+from bmvseg.output.safe import is_regular
 
-def join_pieces(pieces: list[Path], dest: Path, starts: list[float] | None = None) -> int:
+
+def join_pieces(
+    pieces: list[Path], dest: Path | BinaryIO, starts: list[float] | None = None
+) -> int:
     """Remux ``pieces`` (in frame order) into the MP4 ``dest``; returns the packets written.
 
-    ``starts``: each piece's start in seconds from the first (None: one after another).
+    ``starts``: each piece's start in seconds from the first (None: one after another).  A
+    piece that is not a regular file (a link or FIFO planted in its place) is refused unread.
     """
+    for piece in pieces:
+        if not is_regular(piece):
+            raise BmvsegError(f"{piece} is not a regular file bmvseg wrote; refusing to read it")
     written = 0
-    with av.open(str(dest), mode="w", format="mp4") as out:
+    with av.open(dest if not isinstance(dest, Path) else str(dest), mode="w", format="mp4") as out:
         ostream = None
         offset = 0  # in the pieces' (shared) time base
         for i, piece in enumerate(pieces):

@@ -1,0 +1,169 @@
+"""The one frame sink: what every run writes for each frame, and what it says about them.
+
+A single run (:mod:`bmvseg.run.to_dir`) and a job's chunk worker (:mod:`bmvseg.distributed`)
+both turn engine results into the same things through this module, so a new output format is
+added here once:
+
+- :func:`label_png`: a frame's label file (uint8 class ids as PNG; :func:`check_storable`
+  refuses a model whose class ids do not fit, before any folder is claimed);
+- :class:`OverlayEncoder`: the overlay video (labels blended over the frame, keyframes marked),
+  written to any seekable binary file, a temporary file or a chunk's in-memory piece;
+- :class:`FrameLog`: the facts of a run of frames (count, keyframes, damage, the reader's
+  choices), the same for a whole video and for a chunk; :mod:`bmvseg.output.summary` merges
+  them into the summary;
+- :class:`FrameSink`: a claimed folder's label files and overlay, each file written whole
+  under a new temporary name and renamed into place (:class:`~bmvseg.output.rundir.RunDir`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import cv2
+import numpy as np
+
+from bmvseg.data.classes import overlay_frame
+from bmvseg.errors import BmvsegError
+from bmvseg.output.overlay import join_pieces
+from bmvseg.output.rundir import RunDir
+from bmvseg.video.encode import OVERLAY_OPTIONS, VideoWriter
+
+MAX_CLASSES = 256  # label files hold uint8 class ids
+
+
+def check_storable(num_classes: int, model: str = "the model") -> None:
+    """Refuse a model whose class ids cannot be written as uint8 label files."""
+    if num_classes > MAX_CLASSES:
+        raise BmvsegError(
+            f"{model} has {num_classes} classes; label files hold class ids 0..{MAX_CLASSES - 1} "
+            f"(uint8 PNG), so at most {MAX_CLASSES} classes can be written"
+        )
+
+
+def label_png(labels: np.ndarray) -> bytes:
+    """A frame's label file: its (H, W) uint8 class ids as PNG bytes."""
+    ok, data = cv2.imencode(".png", labels)
+    if not ok:  # pragma: no cover - cv2 fails only on invalid arrays
+        raise RuntimeError("PNG encoding failed")
+    return data.tobytes()
+
+
+class OverlayEncoder:
+    """The overlay video into ``dest`` (an open seekable binary file), one result at a time."""
+
+    def __init__(self, dest: BinaryIO, fps: float, palette: np.ndarray) -> None:
+        self.palette = palette
+        self._writer = VideoWriter(dest, fps=fps, options=OVERLAY_OPTIONS, container_format="mp4")
+
+    def add(self, res: Any) -> None:
+        rgb = overlay_frame(res.image, res.labels, self.palette, res.keyframe)
+        self._writer.write(rgb, time=res.time)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class FrameLog:
+    """What a run of frames says about itself (see :meth:`facts`)."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.keyframes: list[dict] = []
+        self.first_time: float | None = None
+
+    def add(self, res: Any) -> None:
+        if self.first_time is None:
+            self.first_time = res.time
+        if res.keyframe:
+            self.keyframes.append({"index": res.index, "reason": res.reason})
+        self.frames += 1
+
+    def facts(self, reader: Any, stage_ms: dict[str, float], wall_s: float) -> dict:
+        """The part's facts: the keys :func:`bmvseg.output.summary.summarize` merges."""
+        return {
+            "frames": self.frames,
+            "first_time": self.first_time,
+            "wall_s": round(wall_s, 3),
+            "keyframes": self.keyframes,
+            "stream_ended_early": reader.truncated,
+            # Frames the decoder concealed damage in, and those predicted from them (up to the
+            # next I-frame): their labels are not clean.
+            "damaged_frames": list(reader.damaged_frames),
+            "concealed_frames": list(reader.concealed_frames),
+            "stream_index": reader.stream_index,
+            "notices": [n for n in reader.notices if n],
+            "motion_source": reader.motion_source,
+            "motion_reason": reader.motion_reason,
+            "width": reader.width,
+            "height": reader.height,
+            "input_fps": reader.fps,
+            "stage_ms_per_frame": {k: round(v, 3) for k, v in stage_ms.items()},
+        }
+
+
+class FrameSink:
+    """A claimed folder's label files and overlay video.
+
+    ``write`` takes engine results (a single run); ``write_png`` takes label files already
+    encoded elsewhere (a chunk's results) and ``join_overlay`` the chunks' overlay pieces.
+    Label files of frames before ``from_index`` are kept as they are (a resumed run).
+    """
+
+    def __init__(self, out: RunDir, *, overlay: bool, fps: float = 25.0,
+                 palette: np.ndarray | None = None, from_index: int = 0) -> None:  # fmt: skip
+        self.out = out
+        self.from_index = from_index
+        self.overlay_path = out.path / "overlay.mp4"
+        self._tmp: Path | None = None
+        self._file: BinaryIO | None = None
+        self._encoder: OverlayEncoder | None = None
+        if overlay and palette is not None:
+            self._tmp, self._file = out.create_tmp(self.overlay_path)
+            self._encoder = OverlayEncoder(self._file, fps, palette)
+
+    def write(self, res: Any) -> None:
+        if res.index >= self.from_index:
+            self.write_png(res.index, label_png(res.labels))
+        if self._encoder is not None:
+            self._encoder.add(res)
+
+    def write_png(self, index: int, data: bytes) -> None:
+        self.out.write_bytes(self.out.label_path(index), data)
+
+    def close(self) -> None:
+        """Finish the overlay and rename it into place."""
+        if self._encoder is not None:
+            self._encoder.close()
+            self._encoder = None
+            self._file.close()
+            self._file = None
+            self.out.commit(self._tmp, self.overlay_path)
+            self._tmp = None
+
+    def discard(self) -> None:
+        """A failed run: the unfinished overlay goes (label files written so far stay whole)."""
+        for step in (self._encoder and self._encoder.close, self._file and self._file.close):
+            try:
+                if step is not None:
+                    step()
+            except Exception:  # noqa: BLE001, S110 - failing already: that error is reported
+                pass
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+        self._encoder = self._file = self._tmp = None
+
+    def join_overlay(self, pieces: list[Path], starts: list[float] | None) -> None:
+        """``overlay.mp4`` from the chunks' pieces (in frame order), without re-encoding."""
+        tmp, fh = self.out.create_tmp(self.overlay_path)
+        try:
+            with fh:
+                join_pieces(pieces, fh, starts)
+        except (OSError, BmvsegError):
+            tmp.unlink(missing_ok=True)
+            raise
+        self.out.commit(tmp, self.overlay_path)
+
+    def write_summary(self, summary: dict) -> None:
+        """``summary.json``, written last: it says the run is complete."""
+        self.out.write_json("summary.json", summary)
