@@ -5,21 +5,36 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
 from bmvseg.errors import BmvsegError
-from bmvseg.models.base import check_output_conventions
+from bmvseg.models.base import Features, check_output_conventions
 
-if TYPE_CHECKING:
-    from bmvseg.models.split import SplitModel
+
+class ProbedModel(Protocol):
+    """What the probe reads of :class:`bmvseg.models.split.SplitModel` (named here, not imported:
+    the split module imports this one)."""
+
+    cut: Any
+    task_net: torch.nn.Module
+    strides: list[int]
+    void_index: int | None
+    class_map: Any
+    num_classes: int
+
+    def parameters(self) -> Any: ...
+
+    def features(self, image: torch.Tensor) -> Features: ...
+
+    def _run(self, net: Any, feats: Features, out_size: Any) -> torch.Tensor: ...
 
 PROBE = (256, 320)  # (H, W) of the probe image: a multiple of strides up to 64
 MULTIPLES = (1, 2, 4, 8, 16, 32, 64)  # input multiples tried, smallest first
 
 
-def probe(model: SplitModel, net: str, void_index: int | None, class_map: Any) -> None:
+def probe(model: ProbedModel, net: str, void_index: int | None, class_map: Any) -> None:
     """Measure the strides and the class count with one forward pass on a blank image."""
     p = next(model.parameters(), None)
     device = p.device if p is not None else torch.device("cpu")
@@ -69,7 +84,7 @@ def probe_sizes(m: int) -> list[tuple[int, int]]:
     return [(a, b), (b, a)]
 
 
-def _runs(model: SplitModel, hw: tuple[int, int], device: torch.device) -> bool:
+def _runs(model: ProbedModel, hw: tuple[int, int], device: torch.device) -> bool:
     """True when an ``hw`` image runs through the network, with features of a whole (rounded
     up or down) stride."""
     try:
@@ -86,7 +101,7 @@ def _runs(model: SplitModel, hw: tuple[int, int], device: torch.device) -> bool:
     return True
 
 
-def measure_multiple(model: SplitModel) -> int:
+def measure_multiple(model: ProbedModel) -> int:
     """The smallest of :data:`MULTIPLES` all of whose :func:`probe_sizes` run through the
     network (the largest when none does)."""
     p = next(model.parameters(), None)
