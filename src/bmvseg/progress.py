@@ -10,6 +10,7 @@ bars with :func:`bar` and never decides itself.  Progress never goes to standard
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -58,8 +59,10 @@ class Bar:
         if not show:
             return
         if _is_terminal(self._stream):
+            sized = _columns(self._stream) > 0  # a terminal that reports no size gets 80x24
             self._tqdm = tqdm(total=total, desc=desc, unit=unit, leave=leave, file=self._stream,
-                              dynamic_ncols=True, smoothing=0.1)  # fmt: skip
+                              dynamic_ncols=sized, ncols=None if sized else 80,
+                              nrows=None if sized else 24, smoothing=0.1)  # fmt: skip
         else:
             self._lines = True
 
@@ -136,6 +139,13 @@ def _clock(seconds: float) -> str:
     s = int(round(seconds))
     h, m = divmod(s // 60, 60)
     return f"{h}:{m:02d}:{s % 60:02d}" if h else f"{m}:{s % 60:02d}"
+
+
+def _columns(stream: TextIO) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        return 0
 
 
 def _is_terminal(stream: TextIO) -> bool:

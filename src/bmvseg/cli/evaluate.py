@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="'default' (shipped), a checkpoint path, or 'none'")
     add_threads_argument(p, default=2)
     p.add_argument("--json", metavar="PATH",
-                   help="also write per-class IoU as JSON here (default: none)")
+                   help="also write per-class IoU as JSON here (default: not written)")
     add_progress_arguments(p)
     p.set_defaults(func=run)
 

@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("video", nargs="?", help="input video, any format FFmpeg decodes (default: "
                    "the generated clip of --demo)")  # fmt: skip
     p.add_argument("-o", "--output", help="output .npz: mv, valid, pict_type, time, ... "
-                   "(default: none; give -o and/or --draw)")  # fmt: skip
+                   "(default: not written; give -o and/or --draw)")  # fmt: skip
     p.add_argument(
         "--motion",
         choices=POLICIES,

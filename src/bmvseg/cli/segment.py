@@ -67,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      "in this process)")  # fmt: skip
     job.add_argument("--ray-address", metavar="ADDR",
                      help="run on an existing Ray cluster, e.g. 10.0.0.1:6379 or auto "
-                     "(default: none)")  # fmt: skip
+                     "(default: no cluster)")  # fmt: skip
     job.add_argument("--chunk-frames", type=int, default=300, metavar="F",
                      help="cut long videos into chunks of about F frames (default: %(default)s)")
     job.add_argument("--threads-per-worker", type=int, default=1, metavar="T",
