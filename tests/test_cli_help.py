@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 
 import pytest
 
 from bmvseg.cli.main import COMMANDS, build_parser, main
+from bmvseg.cli.options import names_default
 
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
@@ -26,12 +28,21 @@ def test_every_option_names_its_default_or_that_it_is_required(command):
             continue  # hidden aliases; flags (off unless given)
         formatter = p._get_formatter()
         help_text = formatter._expand_help(action) if action.help else ""
-        words = help_text.lower()
-        assert "default" in words or "required" in words, (command, action.option_strings
-                                                             or action.dest, help_text)  # fmt: skip
+        assert names_default(help_text), (command, action.option_strings or action.dest,
+                                          help_text)  # fmt: skip
         assert "default: None)" not in help_text, (command, action.dest, help_text)
     assert p.description and "examples:" in (p.epilog or ""), command
     assert re.search(rf"^\s+bmvseg {command}\b", text, re.M), f"{command} --help shows no example"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_example_in_a_help_parses(command):
+    examples = [shlex.split(line, comments=True)[1:]
+                for line in _subparsers()[command].epilog.splitlines()
+                if line.strip().startswith("bmvseg ")]  # fmt: skip
+    assert examples
+    for argv in examples:
+        assert callable(build_parser().parse_args(argv).func), argv
 
 
 def test_the_same_flag_means_the_same_thing_everywhere():

@@ -50,11 +50,16 @@ class HelpFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        lowered = text.lower()
-        if ("default" in lowered or "required" in lowered or action.default is None
+        if (names_default(text) or action.default is None
                 or action.default is argparse.SUPPRESS or action.nargs == 0):  # fmt: skip
             return text
         return f"{text} (default: %(default)s)"
+
+
+def names_default(help_text: str) -> bool:
+    """Whether an option's help already says its default, or that it is required."""
+    lowered = help_text.lower()
+    return "(default" in lowered or "default:" in lowered or "required" in lowered
 
 
 def add_interval_argument(p: argparse.ArgumentParser, default: int, what: str) -> None:

@@ -45,9 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int,
                    help="epochs (default: 300; the time limit may end it sooner)")
     p.add_argument("--batch-size", type=int, default=8, help="images per step")
-    p.add_argument("--crop", type=_pair, default=(256, 256), help="crop size N or HxW")
+    p.add_argument("--crop", type=_pair, default=(256, 256),
+                   help="crop size N or HxW (default: 256x256)")
     p.add_argument("--scale", type=float, nargs=2, default=(0.5, 2.0), metavar=("MIN", "MAX"),
-                   help="random rescale range")
+                   help="random rescale range (default: 0.5 2.0)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     p.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay")
     p.add_argument("--time-limit-min", type=float, metavar="M",

@@ -20,7 +20,6 @@ from bmvseg.errors import BmvsegError
 from bmvseg.output import claim_output_dir, input_fingerprint
 from bmvseg.output.frames import FrameLog, FrameSink, check_storable
 from bmvseg.output.rundir import RunDir
-from bmvseg.output.safe import is_regular
 from bmvseg.output.summary import summarize
 from bmvseg.run.background import Worker, ahead
 from bmvseg.run.build import build_engine
@@ -76,7 +75,7 @@ def segment_to_dir(
         run_from = next(i for i in range(start, -1, -1) if stable(i))
         resume_from = run_from
         if resume:
-            missing = next(i for i in itertools.count(start) if not _has_labels(out, i))
+            missing = out.done_prefix(start)
             resume_from = max(run_from, next(i for i in range(missing, -1, -1) if stable(i)))
         out.write_json("run.json", {**about, **identity})
         sink = FrameSink(out, overlay=overlay, fps=reader.fps, palette=engine.model.palette,
@@ -93,10 +92,6 @@ def segment_to_dir(
                         resumed_from=max(start, resume_from))  # fmt: skip
     sink.write_summary(summary)
     return summary
-
-
-def _has_labels(out: RunDir, index: int) -> bool:
-    return is_regular(out.label_path(index), own=True)
 
 
 def _model_name(options: RunOptions) -> str:
