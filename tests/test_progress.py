@@ -120,3 +120,28 @@ def test_lines_follow_the_period_and_a_short_job_in_a_log_stays_silent(monkeypat
         assert off.getvalue() == "" and silent.n == 3
     finally:
         progress.configure()
+
+
+def test_a_job_in_a_log_counts_videos_and_frames(tmp_path, clip, weights):
+    folder = tmp_path / "footage"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        (folder / name).write_bytes(clip.read_bytes())
+    run = subprocess.run(
+        [sys.executable, "-m", "bmvseg.cli.main", "segment", str(folder), "-o",
+         str(tmp_path / "out"), "--weights", str(weights), "--no-overlay", "--progress-every", "0"],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=180,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert f"{2 * FRAMES}/{2 * FRAMES} frames (100%)" in last and "videos 2/2" in last, last
+
+
+def test_motion_reports_progress_in_a_log(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "bmvseg.cli.main", "motion", "--demo", "-o",
+         str(tmp_path / "m.npz"), "--progress-every", "0"],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert any(ln.startswith("motion: ") and "done in" in ln for ln in run.stderr.splitlines())
