@@ -79,3 +79,9 @@ def test_train_without_an_output_is_one_line(capsys):
     assert main(["train", "--root", "nowhere"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "-o/--output" in err
+
+
+def test_evaluate_refuses_an_unknown_device_in_one_line(capsys):
+    assert main(["evaluate", "--device", "nosuch"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "nosuch" in err

@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="enet_lite", help="model name")
     p.add_argument("--weights", default="default",
                    help="'default' (shipped), a checkpoint path, or 'none'")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     add_threads_argument(p, default=2)
     p.add_argument("--json", metavar="PATH",
                    help="also write per-class IoU as JSON here (default: not written)")
@@ -37,13 +38,15 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from bmvseg.data.registry import get_dataset
+    from bmvseg.devices import resolve_device
     from bmvseg.models.registry import build_model
     from bmvseg.training.evaluate import evaluate_model, iou_table
 
     set_threads(args)
+    device = resolve_device(args.device)  # an unknown device is refused before any loading
     ds = get_dataset(args.dataset, args.root, args.split)
     model = build_model(args.model, weights=args.weights, num_classes=len(ds.class_names))
-    model = model.to(memory_format=torch.channels_last)
+    model = model.to(device, memory_format=torch.channels_last)
     cm = evaluate_model(model, (ds[i] for i in range(len(ds))), progress=True, total=len(ds))
     print(f"{args.model} on {args.dataset} {args.split} ({len(ds)} images)")
     print(iou_table(model.class_names, cm))
