@@ -38,15 +38,35 @@ INTERRUPTED = 130  # 128 + SIGINT, what shells report for a command stopped by C
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``bmvseg`` parser with every subcommand of COMMANDS."""
+    from bmvseg.cli.options import HelpFormatter
+
     parser = argparse.ArgumentParser(
         prog="bmvseg",
         description="Fast video segmentation by warping keyframe features with the block "
         "motion vectors of compressed video.",
+        epilog="examples:\n  bmvseg demo\n  bmvseg segment video.mp4 -o out/\n"
+        "  bmvseg segment --help",
+        formatter_class=HelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"bmvseg {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(f"bmvseg.cli.{name.replace('-', '_')}").register(sub)
+    for subparser in sub.choices.values():  # one help layout: defaults shown, examples as written
+        subparser.formatter_class = HelpFormatter
     return parser
+
+
+def version() -> str:
+    """The installed package's version (the source tree's when it runs uninstalled)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("bmvseg")
+    except metadata.PackageNotFoundError:
+        from bmvseg import __version__
+
+        return __version__
 
 
 class _Console:
@@ -117,6 +137,9 @@ def _main(argv: list[str] | None) -> int:
             parser = build_parser()
             args = parser.parse_args(argv)
             command = f"bmvseg {args.command}"
+            from bmvseg.cli.options import configure_progress  # imported by now (torch)
+
+            configure_progress(args)
             # What ran, as a shell line (recorded in summaries), whoever called main().
             args.command_line = shlex.join(["bmvseg", *(sys.argv[1:] if argv is None else argv)])
             return int(args.func(args) or 0)

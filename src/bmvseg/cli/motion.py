@@ -22,6 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bmvseg import progress
+from bmvseg.cli.options import add_progress_arguments
 from bmvseg.errors import BmvsegError, VideoError
 from bmvseg.output.files import Staged, check_outputs
 from bmvseg.video.motion import MotionField
@@ -41,9 +43,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Read the block motion of every frame relative to the previous one, from "
         "the compressed stream's own vectors where they are exactly that, else by re-encoding "
         "in memory.  Without VIDEO (or with --demo) a clip with known motion is generated.",
+        epilog="examples:\n  bmvseg motion video.mp4 -o motion.npz --draw arrows.mp4\n"
+        "  bmvseg motion --demo --draw demo_arrows.mp4\n",
     )
-    p.add_argument("video", nargs="?", help="input video (any format FFmpeg decodes)")
-    p.add_argument("-o", "--output", help="output .npz (mv, valid, pict_type, time, ...)")
+    p.add_argument("video", nargs="?", help="input video, any format FFmpeg decodes (default: "
+                   "the generated clip of --demo)")  # fmt: skip
+    p.add_argument("-o", "--output", help="output .npz: mv, valid, pict_type, time, ... "
+                   "(default: not written; give -o and/or --draw)")  # fmt: skip
     p.add_argument(
         "--motion",
         choices=POLICIES,
@@ -59,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="OUT.mp4",
         help="also write the video with each valid cell's vector drawn as an arrow from the "
         "cell centre toward where its content was in the previous frame (scaled, see "
-        "--arrow-scale); intra cells get a red dot",
+        "--arrow-scale); intra cells get a red dot (default: no drawing)",
     )
     p.add_argument("--arrow-scale", type=float, default=4.0, help="arrow length per pixel")
     p.add_argument(
@@ -68,6 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"use a generated {DEMO_SIZE[1]}x{DEMO_SIZE[0]} clip of a textured object moving "
         "over a textured background instead of VIDEO",
     )
+    add_progress_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -158,12 +165,14 @@ def run(args: argparse.Namespace) -> int:
         with ExitStack() as stack:
             reader = stack.enter_context(VideoReader(source, motion=args.motion, block=args.block,
                                                        stream=args.stream))
-            if reader.notice:
+            if reader.notice and not args.quiet:
                 print(f"bmvseg motion: notice: {reader.notice}", file=sys.stderr)
             fields: list[MotionField] = []
             picts: list[str] = []
             times: list[float] = []
-            frames = reader.frames(images=bool(args.draw))
+            frames = stack.enter_context(progress.bar(
+                reader.frames(images=bool(args.draw)), total=reader.frame_count, unit="frame",
+                desc="motion"))  # fmt: skip
 
             def drawn() -> Iterator[np.ndarray]:
                 for frame in frames:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from dataclasses import fields
 
+from bmvseg.cli.options import add_progress_arguments, add_threads_argument, configure_progress
 from bmvseg.errors import BmvsegError
 
 
@@ -24,41 +25,44 @@ def _pair(text: str) -> tuple[int, int]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """The ``train`` subcommand's arguments."""
-    p = sub.add_parser("train", help="train a single-frame segmentation model")
+    p = sub.add_parser(
+        "train",
+        help="train a single-frame segmentation model",
+        description="Train a single-frame segmentation model on a dataset's stills (the "
+        "feature and task networks every scheme uses), with held-out mIoU every epoch; writes "
+        "last.pt, best.pt, history.json and report.md to the run directory.",
+        epilog="examples:\n"
+        "  bmvseg train --dataset camvid --root path/to/camvid --model enet_lite -o runs/camvid\n"
+        "  bmvseg train --root path/to/camvid -o runs/camvid --resume\n",
+    )
     p.add_argument("--dataset", default="camvid", help="dataset name (bmvseg.data.registry)")
-    p.add_argument("--root", help="dataset root directory")
+    p.add_argument("--root", help="dataset root directory (default: none; camvid and "
+                   "cityscapes need it)")  # fmt: skip
     p.add_argument("--model", default="enet_lite", help="model name (bmvseg.models.registry)")
-    p.add_argument("-o", "--out", required=True, help="run directory (checkpoints, report)")
-    p.add_argument(
-        "--epochs", type=int, help="epochs (default 300; the time limit may end it sooner)"
-    )
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--crop", type=_pair, default=(256, 256), help="crop size N or HxW")
-    p.add_argument("--scale", type=float, nargs=2, default=(0.5, 2.0), metavar=("MIN", "MAX"))
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--weight-decay", type=float, default=1e-2)
-    p.add_argument(
-        "--time-limit-min", type=float, help="stop (and end the LR schedule) after M min"
-    )
-    p.add_argument(
-        "--val-split",
-        choices=("test", "trainslice"),
-        default="test",
-        help="held-out split for per-epoch mIoU (never CamVid val/)",
-    )
+    p.add_argument("-o", "--output", dest="out", metavar="OUTDIR",
+                   help="run directory: checkpoints, report (required)")
+    p.add_argument("--out", dest="out", help=argparse.SUPPRESS)  # the earlier name
+    p.add_argument("--epochs", type=int,
+                   help="epochs (default: 300; the time limit may end it sooner)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per step")
+    p.add_argument("--crop", type=_pair, default=(256, 256),
+                   help="crop size N or HxW (default: 256x256)")
+    p.add_argument("--scale", type=float, nargs=2, default=(0.5, 2.0), metavar=("MIN", "MAX"),
+                   help="random rescale range (default: 0.5 2.0)")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
+    p.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay")
+    p.add_argument("--time-limit-min", type=float, metavar="M",
+                   help="stop (and end the LR schedule) after M min (default: no limit)")
+    p.add_argument("--val-split", choices=("test", "trainslice"), default="test",
+                   help="held-out split for per-epoch mIoU (never CamVid val/)")
     p.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs")
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch threads (1: on a shared, busy CPU two OpenMP threads stall each other)",
-    )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1, help="data-loading processes")
+    add_threads_argument(p, default=1)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--max-train-images", type=int, help=argparse.SUPPRESS)
     p.add_argument("--max-val-images", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--resume", action="store_true", help="continue from OUTDIR/last.pt")
+    add_progress_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -66,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     """Parse into a TrainConfig and train."""
     from bmvseg.training.train import TrainConfig, train
 
+    if not args.out:
+        raise BmvsegError("-o/--output (the run directory) is required")
     overrides = {
         k: v
         for k, v in (("epochs", args.epochs), ("time_limit_min", args.time_limit_min))
@@ -82,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         scale=tuple(args.scale),
         command=getattr(args, "command_line", None) or "bmvseg " + " ".join(sys.argv[1:]),
     )
-    train(cfg, resume=args.resume, progress=not args.no_progress, overrides=overrides)
+    train(cfg, resume=args.resume, progress=not (args.no_progress or args.quiet),
+          overrides=overrides)  # fmt: skip
     return 0
 
 
@@ -95,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(["train", *argv])
     args.command_line = "bmvseg train " + " ".join(argv)
+    configure_progress(args)
     try:
         return run(args)
     except BmvsegError as exc:

@@ -6,6 +6,7 @@ import argparse
 
 import torch
 
+from bmvseg.cli.options import add_progress_arguments, add_threads_argument, set_threads
 from bmvseg.data.classes import CAMVID_CLASSES
 from bmvseg.errors import BmvsegError
 from bmvseg.models.registry import build_model, fusion_weights_home
@@ -20,18 +21,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train the 1x1 conv fusion of inter-BMV on clips with real codec motion "
         "(paper Sec. 4.0.3). CamVid: clips made from train/ stills by random camera motion; "
         "synthetic: generated street clips.",
+        epilog="examples:\n  bmvseg train-fusion --root path/to/camvid --model enet_lite\n"
+        "  bmvseg train-fusion --dataset synthetic --model synthetic_demo -o demo.fusion.pt\n",
     )
-    p.add_argument("--dataset", choices=("camvid", "synthetic"), default="camvid")
-    p.add_argument("--root", help="dataset root (CamVid)")
-    p.add_argument("--model", default="enet_lite")
-    p.add_argument("--weights", default="default")
+    p.add_argument("--dataset", choices=("camvid", "synthetic"), default="camvid",
+                   help="where the training windows come from")
+    p.add_argument("--root", help="dataset root (default: none; --dataset camvid needs it)")
+    p.add_argument("--model", default="enet_lite", help="model name")
+    p.add_argument("--weights", default="default",
+                   help="'default' (shipped) or a checkpoint path")
     p.add_argument("-o", "--output",
                    help="output file (default: beside the model's weights, <stem>.fusion.pt)")
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--steps", type=int, default=300, help="training steps")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
     p.add_argument("--held-out", type=int, default=24, help="held-out windows for the report")
-    p.add_argument("--scale", type=float, default=0.5, help="CamVid still scale (default 0.5)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale", type=float, default=0.5, help="CamVid still scale")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    add_threads_argument(p)
+    add_progress_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -39,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     """Train inter-BMV's conv fusion for a frozen model and save it beside its weights."""
     if args.dataset == "camvid" and not args.root:
         raise BmvsegError("--dataset camvid needs --root")
+    set_threads(args)
     torch.manual_seed(args.seed)
     model = build_model(args.model, weights=args.weights)
     if model.num_classes != len(CAMVID_CLASSES):  # both datasets label CamVid's 11 classes

@@ -25,8 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
+from bmvseg import progress as progress_report
 from bmvseg.distributed.chunks import DEFAULT_CHUNK_FRAMES, plan_chunks
 from bmvseg.distributed.cluster import connect, import_ray, start_workers, stop_ray
 from bmvseg.distributed.inputs import assign_names, expand_inputs, names_a_set
@@ -113,8 +112,9 @@ def run_job(
     and Ray is not imported.  Otherwise ``workers`` actors (default: as many as the cluster's
     CPUs allow at ``threads_per_worker`` torch threads each) run on the Ray cluster at
     ``ray_address``, or on one started here with ``workers * threads_per_worker`` CPUs; a Ray
-    session already initialised in this process is used as it is.  ``progress`` None shows the
-    bar only on a terminal; ``command`` is recorded in the summaries; ``notice`` receives
+    session already initialised in this process is used as it is.  ``progress`` False shows no
+    progress, else it is shown as :mod:`bmvseg.progress` is set (videos done, frames);
+    ``command`` is recorded in the summaries; ``notice`` receives
     one-line notices (stream choice, frame rate, motion source).  A user error that stops
     the whole job (no inputs, a bad checkpoint, an unreachable cluster, a folder that is not
     the job's) is raised as :class:`BmvsegError` before any folder is claimed; with one input
@@ -234,9 +234,9 @@ def _run(pool: Pool, todo: list[Video], records: Records, options: RunOptions,
     left = sum(v.frame_count or 0 for v in todo) - sum(
         st["frames"] for v in todo for st in v.done.values()
     )
-    bar = tqdm(total=left if known else None, unit="frame",
-               desc=f"{options.scheme} k={options.interval}",
-               disable=None if progress is None else not progress, smoothing=0.1)  # fmt: skip
+    bar = progress_report.bar(total=left if known else None, unit="frame",
+                              desc=f"{options.scheme} k={options.interval}",
+                              disable=progress is False)  # fmt: skip
     try:
         schedule(pool, todo, records, bar)
     finally:

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 from collections import deque
 
-from tqdm import tqdm
-
 from bmvseg.distributed.pool import MAX_TASK_RETRIES, Pool
 from bmvseg.distributed.records import Records, Video
+from bmvseg.progress import Bar
 
 IN_FLIGHT_PER_WORKER = 2
 
 
-def schedule(pool: Pool, todo: list[Video], records: Records, bar: tqdm) -> None:
+def schedule(pool: Pool, todo: list[Video], records: Records, bar: Bar) -> None:
     """Run every chunk of ``todo`` not finished yet; finish each video as its last one lands."""
     queue = deque((v, c) for v in todo for c in v.chunks if c.key not in v.done)
     for v in todo:

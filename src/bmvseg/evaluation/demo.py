@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from bmvseg import progress
 from bmvseg.data.classes import colorize
 from bmvseg.data.synthetic.clip import read_clip, render_clip, write_clip
 from bmvseg.evaluation import report, throughput
@@ -84,7 +84,8 @@ def _side_by_side(model, video: Path, truth: np.ndarray, per_frame: dict[int, np
     t0 = time.perf_counter()
     with VideoWriter(out / "side_by_side.mp4", fps=fps) as wr:
         results = segment(video, model=model, scheme=scheme, interval=n)
-        for i, res in enumerate(tqdm(results, total=len(truth), desc="side-by-side", leave=False)):
+        bar = progress.bar(results, total=len(truth), desc="side-by-side", leave=False)
+        for i, res in enumerate(bar):
             rate = (i + 1) / (time.perf_counter() - t0)
             tag = "keyframe" if res.keyframe else f"key+{res.offset}"
             panels = [

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from bmvseg import progress
 from bmvseg.evaluation.clips import EvalClip
 from bmvseg.evaluation.metrics import ConfusionMatrix
 from bmvseg.models.base import Features, SegmentationModel
@@ -168,7 +168,7 @@ class AccuracySweep:
         wanted = range(T) if clip.labels is None else sorted(t for t in clip.labels if t < T)
         maxn = max(self.intervals)
         per_frame: dict[int, np.ndarray] = {}
-        for t in tqdm(wanted, desc=f"{clip.name}: schemes at every phase", leave=False):
+        for t in progress.bar(wanted, desc=f"{clip.name}: schemes at every phase", leave=False):
             shared.forget_before(t - maxn)
             (res,) = per_frame_engine.run(iter([frames[t]]), start=t, end=t + 1)
             per_frame[t] = res.labels

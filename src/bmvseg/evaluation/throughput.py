@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from bmvseg import progress
 from bmvseg.evaluation.sweep import Variant
 from bmvseg.models.base import SegmentationModel
 from bmvseg.run.options import RunOptions
@@ -56,16 +57,19 @@ def sweep(model: SegmentationModel, video, variants: Sequence[Variant], interval
     """(per-frame baselines [first, last], every other configuration); frames [0, end)."""
     base = Variant(reference_scheme())
     kw = {"options": options, "overlay": overlay, "end": end}
-    with torch.inference_mode():
+    todo = [(v, n) for v in variants if v.traits.uses_interval for n in intervals]
+    with torch.inference_mode(), progress.bar(total=len(todo) + 3, desc="timing runs",
+                                              unit="run") as bar:  # fmt: skip
         measure(model, video, base, 1, **kw)  # warm-up: allocator, oneDNN primitives, caches
+        bar.update()
         first = measure(model, video, base, 1, **kw)
-        runs = [
-            measure(model, video, v, n, **kw)
-            for v in variants
-            if v.traits.uses_interval
-            for n in intervals
-        ]
+        bar.update()
+        runs = []
+        for v, n in todo:
+            runs.append(measure(model, video, v, n, **kw))
+            bar.update()
         last = measure(model, video, base, 1, **kw)
+        bar.update()
     return [first, last], runs
 
 

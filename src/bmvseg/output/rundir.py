@@ -180,9 +180,10 @@ class RunDir:
                               "pass --overwrite to start again")  # fmt: skip
         return labels
 
-    def done_prefix(self) -> int:
-        """How many frames, from frame 0 on, already have their labels written."""
-        n = 0
+    def done_prefix(self, start: int = 0) -> int:
+        """The first frame from ``start`` on whose labels are not written yet (from 0: how
+        many frames already have their labels)."""
+        n = start
         while is_regular(self.label_path(n), own=True):
             n += 1
         return n

@@ -6,8 +6,8 @@ from collections.abc import Iterable
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from bmvseg import progress as progress_report
 from bmvseg.evaluation.metrics import ConfusionMatrix
 from bmvseg.models.base import SegmentationModel
 
@@ -31,7 +31,9 @@ def evaluate_model(
     model.eval()
     cm = ConfusionMatrix(model.num_classes)
     try:
-        for rgb, labels in tqdm(items, total=total, disable=not progress, desc="eval", leave=False):
+        bar = progress_report.bar(items, total=total, disable=not progress, desc="eval",
+                                  leave=False)  # fmt: skip
+        for rgb, labels in bar:
             cm.update(predict(model, rgb), labels)
     finally:
         model.train(was_training)

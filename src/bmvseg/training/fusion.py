@@ -24,8 +24,8 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
+from bmvseg import progress
 from bmvseg.data.classes import IGNORE_INDEX
 from bmvseg.evaluation.metrics import ConfusionMatrix
 from bmvseg.models.base import SegmentationModel
@@ -117,7 +117,7 @@ def train_fusion(model: SegmentationModel, windows: Iterator[Window], held_out: 
     conv = ConvFusion([f.shape[1] for f in probe])
     opt = torch.optim.Adam(conv.parameters(), lr=lr)
     t0 = time.perf_counter()
-    bar = tqdm(range(steps), desc="train-fusion")
+    bar = progress.bar(range(steps), desc="train-fusion")
     for step in bar:
         w = next(windows)
         logits = fused_logits(model, conv, w, "conv")

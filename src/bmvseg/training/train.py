@@ -28,8 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
-from tqdm import tqdm
 
+from bmvseg import progress as progress_report
 from bmvseg.data.classes import IGNORE_INDEX
 from bmvseg.data.registry import get_dataset
 from bmvseg.data.transforms import TrainAugment, to_tensors
@@ -117,7 +117,7 @@ def class_weights(items: list, num_classes: int) -> torch.Tensor:
 
 def _load_items(ds: Any, limit: int | None) -> list:
     n = len(ds) if limit is None else min(limit, len(ds))
-    return [ds[i] for i in tqdm(range(n), desc="loading", leave=False, mininterval=5)]
+    return [ds[i] for i in progress_report.bar(range(n), desc="loading", leave=False)]
 
 
 def _splits(cfg: TrainConfig) -> tuple[Any, list, list]:
@@ -275,8 +275,8 @@ def train(
         sampler.epoch = epoch
         model.train()
         losses = []
-        bar = tqdm(
-            loader, desc=f"epoch {epoch + 1}", disable=not progress, mininterval=10, leave=False
+        bar = progress_report.bar(
+            loader, desc=f"epoch {epoch + 1}", disable=not progress, leave=False
         )
         for rgb, labels in bar:
             f = _lr_factor(
