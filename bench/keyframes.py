@@ -69,7 +69,8 @@ def read(frames: list[np.ndarray], options: dict[str, str]) -> tuple[list[Frame]
 
 
 def placement(schedule, frames: list[Frame]) -> list[tuple[int, str]]:
-    return [(f.index, r) for f, r in schedule.mark(frames) if r is not None]
+    """(index, reasons joined by '+') of each keyframe."""
+    return [(f.index, "+".join(m.reasons)) for f, m in schedule.mark(frames) if m.keyframe]
 
 
 def main() -> None:
@@ -100,7 +101,9 @@ def main() -> None:
                     placed = placement(sch, frames)
                     at = {i for i, _ in placed}
                     closing = frames[-1].index not in at  # inter-BMV's "end" keyframe
-                    marks = " ".join(f"{i}{ABBREV.get(r, r)}" for i, r in placed)
+                    marks = " ".join(
+                        f"{i}{''.join(ABBREV.get(r, r) for r in rs.split('+'))}" for i, rs in placed
+                    )
                     hit = "".join("+" if c in at else "-" for c in cuts)
                     print(
                         f"k={k:<3} {label:<21} {len(placed) + closing:>3}/{budget:<3} "
