@@ -32,24 +32,42 @@ from keyframes import clips, real_clips  # noqa: E402
 from bmvseg.evaluation.benchmark import BenchmarkSpec, run_benchmark  # noqa: E402
 from bmvseg.evaluation.placement import (  # noqa: E402
     AGREEMENT_COLUMNS,
+    NO_CUT_TEST,
     agreement_md,
     agreement_with_per_frame,
 )
 from bmvseg.evaluation.report import csv_text  # noqa: E402
 from bmvseg.models.registry import build_model  # noqa: E402
 from bmvseg.run.options import RunOptions  # noqa: E402
+from bmvseg.schemes.keyframes import PLACEMENTS  # noqa: E402
 from bmvseg.video.encode import encode_video  # noqa: E402
 from bmvseg.video.reader import VideoReader  # noqa: E402
 
 
-def real(root: str, output: Path, intervals: list[int], command: str) -> None:
+def real(root: str, output: Path, intervals: list[int], placements: list[str],
+         command: str) -> None:  # fmt: skip
     """The ``--real`` measurement (see the module docstring)."""
     import platform
     import time
 
+    import torch
+
+    torch.set_num_threads(1)  # a shared machine: one thread cannot stall waiting on another
     model = build_model("enet_lite").eval()
-    rows = []
+    rows: list[dict] = []
     t0 = time.perf_counter()
+    output.mkdir(parents=True, exist_ok=True)
+
+    def write(row: dict | None = None) -> None:  # after every row: a long run keeps its part
+        if row is not None:
+            rows.append(row)
+            print(f"{time.perf_counter() - t0:.0f} s: {row}", flush=True)
+        note = (f"Model `enet_lite` (shipped weights), inter-BMV (avg); agreement with the "
+                f"per-frame model on every frame (fidelity, not accuracy); {platform.machine()}, "
+                f"one torch thread, {time.perf_counter() - t0:.0f} s.  Command: `{command}`")
+        (output / "agreement.csv").write_text(csv_text(rows, AGREEMENT_COLUMNS))
+        (output / "agreement.md").write_text(agreement_md(rows, note))  # fmt: skip
+
     with tempfile.TemporaryDirectory() as tmp:
         for name, (video, cuts) in real_clips(root, Path(tmp)).items():
             with VideoReader(video) as reader:
@@ -57,14 +75,10 @@ def real(root: str, output: Path, intervals: list[int], command: str) -> None:
                 source = reader.motion_source
             h, w = frames[0].image.shape[:2]
             clip = f"{name} ({len(frames)} frames, {w}x{h}, motion {source}, cuts {cuts})"
-            rows += agreement_with_per_frame(model, frames, intervals, clip_name=clip)
+            agreement_with_per_frame(model, frames, intervals, clip_name=clip,
+                                     placements=placements, done=write)  # fmt: skip
             del frames
-    note = (f"Model `enet_lite` (shipped weights), inter-BMV (avg); agreement with the per-frame "
-            f"model on every frame (fidelity, not accuracy); {platform.machine()}, "
-            f"{time.perf_counter() - t0:.0f} s.  Command: `{command}`")  # fmt: skip
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "agreement.csv").write_text(csv_text(rows, AGREEMENT_COLUMNS))
-    (output / "agreement.md").write_text(agreement_md(rows, note))
+    write()
     print((output / "agreement.md").read_text())
 
 
@@ -75,12 +89,14 @@ def main() -> None:
     ap.add_argument("--intervals", default="5,10")
     ap.add_argument("--clips", default="cuts,static")
     ap.add_argument("--real", metavar="DIR", help="real footage with cuts (../shared/data/real)")
+    ap.add_argument("--placements", default=f"{NO_CUT_TEST},{','.join(PLACEMENTS)}",
+                    help="--real: which placements, comma-separated")  # fmt: skip
     args = ap.parse_args()
     if args.real:
-        command = f"python bench/placement.py --real {args.real} --intervals {args.intervals} " \
-                  f"-o {args.output}"  # fmt: skip
+        command = (f"python bench/placement.py --real {args.real} --intervals {args.intervals} "
+                   f"--placements '{args.placements}' -o {args.output}")  # fmt: skip
         real(args.real, Path(args.output) / "real", [int(x) for x in args.intervals.split(",")],
-             command)  # fmt: skip
+             args.placements.split(","), command)  # fmt: skip
         return
     if not args.root:
         ap.error("give --root path/to/camvid or --real path/to/real")

@@ -16,7 +16,7 @@ applied to it) and the adaptive placements.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -107,10 +107,9 @@ AGREEMENT_COLUMNS = ("clip", "scheme", "interval", "placement", "keyframes", "bu
 NO_CUT_TEST = "fixed, no cut test"  # fixed placement as it was before the cut test applied to it
 
 
-def _agreement_placements(n: int) -> dict[str, KeyframeSchedule | None]:
-    """Placement name -> the schedule to run (None: the engine's for ``keyframes=name``)."""
-    return {NO_CUT_TEST: FixedSchedule(n, cut_valid=0.0, iframe_valid=0.0),
-            **{p: None for p in PLACEMENTS}}  # fmt: skip
+def _schedule(name: str, n: int) -> KeyframeSchedule | None:
+    """The schedule to run for placement ``name`` (None: the engine's for ``keyframes=name``)."""
+    return FixedSchedule(n, cut_valid=0.0, iframe_valid=0.0) if name == NO_CUT_TEST else None
 
 
 @torch.inference_mode()
@@ -122,16 +121,20 @@ def agreement_with_per_frame(
     clip_name: str,
     scheme: str = "inter-bmv",
     fusion: str = "avg",
+    placements: Sequence[str] = (NO_CUT_TEST, *PLACEMENTS),
+    done: Callable[[dict], None] = lambda row: None,
 ) -> list[dict]:
     """One row per (interval, placement): agreement with the per-frame model on every frame.
 
-    ``cuts`` lists each frame the run marked a cut, with its keyframe reasons (``-``: none).
+    ``cuts`` lists each frame the run marked a cut, with its keyframe reasons (``-``: none);
+    ``done`` is given each row as soon as it is measured.
     """
     per_frame = Engine(model, EngineConfig(scheme=reference_scheme()))
     reference = {r.index: r.labels for r in per_frame.run(iter(frames))}
     rows = []
     for n in intervals:
-        for name, schedule in _agreement_placements(n).items():
+        for name in placements:
+            schedule = _schedule(name, n)
             cfg = EngineConfig(scheme=scheme, fusion=fusion, interval=n,
                                keyframes="fixed" if schedule else name)  # fmt: skip
             agree: dict[int, float] = {}
@@ -148,6 +151,7 @@ def agreement_with_per_frame(
                 "agree_mean": round(float(np.mean(list(agree.values()))), 4),
                 "agree_min": round(agree[worst], 4), "worst_frame": worst, "cuts": " ".join(cuts),
             })  # fmt: skip
+            done(rows[-1])
     return rows
 
 

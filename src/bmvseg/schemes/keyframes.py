@@ -5,9 +5,9 @@ with its :class:`Mark`: every reason it is a keyframe (none: it is not one) and 
 cut.  It may read up to ``lookahead`` frames ahead before yielding a frame, so memory stays
 bounded and streaming still works.  The first frame it sees is always a keyframe (``"start"``).
 Closing a video that ends inside an interval (inter-BMV's ``"end"`` keyframe) is the engine's
-job; the adaptive schedule keeps the budget for it.  Because of the look-ahead, the frames given to ``mark`` for a range must go on
-past the range's end (to the video's end, read lazily), or the range's last decisions would see
-an end that is not there.
+job; the adaptive schedule keeps the budget for it.  Because of the look-ahead, the frames
+given to ``mark`` for a range must go on past the range's end (to the video's end, read
+lazily), or the range's last decisions would see an end that is not there.
 
 **Budget.**  With interval ``k`` over ``T`` frames a run has at most ``ceil(T / k) + 1``
 keyframes, the engine's closing one included: what fixed placement uses.  The adaptive schedule
