@@ -104,7 +104,7 @@ def placement_md(rows: list[dict], note: str) -> str:
 
 AGREEMENT_COLUMNS = ("clip", "scheme", "interval", "placement", "keyframes", "budget",
                      "agree_mean", "agree_min", "worst_frame", "cuts")  # fmt: skip
-NO_CUT_TEST = "fixed, no cut test"  # fixed placement as it was before the cut test applied to it
+NO_CUT_TEST = "fixed-no-cut-test"  # fixed placement as it was before the cut test applied to it
 
 
 def _schedule(name: str, n: int) -> KeyframeSchedule | None:
