@@ -24,6 +24,7 @@ import argparse
 import io
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -60,6 +61,50 @@ def clips(root: str) -> dict[str, tuple[list[np.ndarray], list[int]]]:
     }
 
 
+# Real footage joined at chosen offsets (``../shared/data/real/``): (source, first, last frame)
+# per piece.  Megamind's shots are 1-97, 98-153, 154-199 and 200-269; Big Buck Bunny is one
+# shot.  The pieces alternate, so every join is a hard cut.
+JOINS = {
+    "joined-a": [("bigbuckbunny.mp4", 0, 29), ("Megamind.avi", 2, 71), ("bigbuckbunny.mp4", 30, 54),
+                 ("Megamind.avi", 100, 144), ("bigbuckbunny.mp4", 55, 84),
+                 ("Megamind.avi", 201, 247), ("bigbuckbunny.mp4", 85, 131)],
+    "joined-b": [("Megamind.avi", 2, 21), ("bigbuckbunny.mp4", 0, 24), ("Megamind.avi", 22, 76),
+                 ("bigbuckbunny.mp4", 25, 61), ("Megamind.avi", 155, 177),
+                 ("bigbuckbunny.mp4", 62, 101), ("Megamind.avi", 205, 235),
+                 ("bigbuckbunny.mp4", 102, 131)],
+}  # fmt: skip
+JOIN_SIZE = (640, 360)  # each source centre-cropped to 16:9, then resized
+
+
+def real_clips(root: str | Path, tmp: Path) -> dict[str, tuple[Path, list[int]]]:
+    """Name -> (video, its hard cuts): ``Megamind.avi`` as shipped, and the :data:`JOINS`
+    re-encoded by libx264 (its defaults: B-frames, an I-frame at each cut) into ``tmp``."""
+    import av
+    import cv2
+
+    root = Path(root)
+    decoded: dict[str, list[np.ndarray]] = {}
+    for name in {src for pieces in JOINS.values() for src, _, _ in pieces}:
+        with av.open(str(root / name)) as c:
+            frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        h, w = frames[0].shape[:2]
+        ch = min(h, w * JOIN_SIZE[1] // JOIN_SIZE[0])
+        top = (h - ch) // 2
+        decoded[name] = [cv2.resize(f[top : top + ch], JOIN_SIZE, interpolation=cv2.INTER_AREA)
+                         for f in frames]  # fmt: skip
+    made = {"Megamind.avi": (root / "Megamind.avi", [1, 98, 154, 200])}
+    for name, pieces in JOINS.items():
+        frames, cuts = [], []
+        for src, first, last in pieces:
+            if frames:
+                cuts.append(len(frames))
+            frames += decoded[src][first : last + 1]
+        path = tmp / f"{name}.mp4"
+        encode_video(frames, path, fps=24.0, options={"crf": "18", "preset": "medium"})
+        made[name] = (path, cuts)
+    return made
+
+
 def read(frames: list[np.ndarray], options: dict[str, str]) -> tuple[list[Frame], str]:
     buf = io.BytesIO()
     encode_video(frames, buf, fps=15, options=options)
@@ -69,7 +114,8 @@ def read(frames: list[np.ndarray], options: dict[str, str]) -> tuple[list[Frame]
 
 
 def placement(schedule, frames: list[Frame]) -> list[tuple[int, str]]:
-    return [(f.index, r) for f, r in schedule.mark(frames) if r is not None]
+    """(index, reasons joined by '+') of each keyframe."""
+    return [(f.index, "+".join(m.reasons)) for f, m in schedule.mark(frames) if m.keyframe]
 
 
 def main() -> None:
@@ -100,7 +146,9 @@ def main() -> None:
                     placed = placement(sch, frames)
                     at = {i for i, _ in placed}
                     closing = frames[-1].index not in at  # inter-BMV's "end" keyframe
-                    marks = " ".join(f"{i}{ABBREV.get(r, r)}" for i, r in placed)
+                    marks = " ".join(
+                        f"{i}{''.join(ABBREV.get(r, r) for r in rs.split('+'))}" for i, rs in placed
+                    )
                     hit = "".join("+" if c in at else "-" for c in cuts)
                     print(
                         f"k={k:<3} {label:<21} {len(placed) + closing:>3}/{budget:<3} "

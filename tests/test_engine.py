@@ -191,6 +191,102 @@ def test_adaptive_keyframes_put_a_keyframe_on_a_hard_cut(model, tmp_path, scheme
     assert cut not in fixed  # not vacuous: fixed placement interpolates across the cut
 
 
+def _crosses(source: int, index: int, cuts: set[int]) -> bool:
+    """Whether features carried from keyframe ``source`` to frame ``index`` pass a cut."""
+    lo, hi = sorted((source, index))
+    return any(lo < c <= hi for c in cuts)
+
+
+def _two_scenes(tmp_path: Path, cut: int, T: int, shift: int = 0, name: str = "cut.mp4") -> Path:
+    a, _ = moving_texture_clip("translate", H, W, cut, seed=11, speed=2.0)
+    b, _ = moving_texture_clip("zoom", H, W, T - cut, seed=12, speed=1.0)
+    b = [np.roll(255 - f, shift, axis=1) for f in b]  # another scene: other texture and colours
+    video = tmp_path / name
+    encode_video([*a, *b], video, options=CUT_OPTIONS)
+    return video
+
+
+@pytest.mark.parametrize("scheme", [s for s in SCHEMES if scheme_traits(s).fuses])
+@pytest.mark.parametrize(
+    "keyframes, cut",
+    [("fixed", 13), ("fixed", 10), ("adaptive", 13), ("adaptive-lean", 20)],
+    ids=["fixed-mid-interval", "fixed-on-interval", "adaptive", "adaptive-lean"],
+)
+def test_no_interval_fuses_across_a_cut_whatever_placed_its_keyframes(
+    model, tmp_path, scheme, keyframes, cut
+) -> None:
+    """The cut is marked (and named among a keyframe's reasons, whatever placed it); no frame's
+    features come from a keyframe on the other side of it, and fixed placement adds no
+    keyframe."""
+    n, T = 5 if keyframes == "fixed" else 10, 30
+    video = _two_scenes(tmp_path, cut, T)
+    out = run(model, video, scheme, n, keyframes=keyframes)
+    assert [r.index for r in out] == list(range(T))
+    cuts = {r.index for r in out if r.cut}
+    assert cut in cuts, [(r.index, r.reasons) for r in out if r.keyframe]
+    for r in out:
+        assert ("cut" in r.reasons) == (r.cut and r.keyframe)
+        assert r.reason == (r.reasons[0] if r.keyframe else None)
+        assert not any(_crosses(s, r.index, cuts) for s in r.sources), (r.index, r.sources)
+    if keyframes == "fixed":
+        assert [r.index for r in out if r.keyframe] == [*range(0, T, n), T - 1]
+        assert out[cut].reasons == (("interval", "cut") if cut % n == 0 else ())
+    else:  # lean placement's keyframe at 20 is placed by the max interval (the issue's case)
+        lean = keyframes == "adaptive-lean"
+        assert out[cut].reasons == (("max-interval", "cut") if lean else ("cut",))
+    # Frames before the cut do not depend on the scene after it.
+    shifted = run(model, _two_scenes(tmp_path, cut, T, 37, "b.mp4"), scheme, n,
+                  keyframes=keyframes)  # fmt: skip
+    for r1, r2 in zip(out[:cut], shifted[:cut], strict=True):
+        assert np.array_equal(r1.labels, r2.labels), r1.index
+
+
+def test_after_damage_keeps_every_reason(model, clips) -> None:
+    from bmvseg.schemes.engine import _after_damage
+    from bmvseg.schemes.keyframes import Mark
+    from bmvseg.video.frame import Frame
+
+    frames = [Frame(i, i / 15, "P", damaged=i in (3, 4)) for i in range(7)]
+    marks = [Mark(("start",)), Mark(), Mark(), Mark(), Mark(), Mark(cut=True), Mark()]
+    out = [m for _, m in _after_damage(zip(frames, marks, strict=True))]
+    assert out[5].reasons == ("after damage", "cut") and not any(m.keyframe for m in out[1:5])
+
+
+@pytest.mark.parametrize(
+    "scheme, forward", [("inter-bmv", "prop-bmv"), ("inter-flow", "prop-flow")]
+)
+def test_a_concealed_keyframe_never_reaches_the_clean_frames_before_it(
+    model, tmp_path, scheme, forward
+) -> None:
+    """Issue: frames before a concealed keyframe were fused with it.  In a damaged H.264 stream
+    (one frame's slice damaged), every frame before the damaged interval equals the clean
+    run's labels, and the clean frames of that interval equal the clean clip's forward chain
+    alone (what the scheme without fusion gives): nothing of the concealed keyframe."""
+    from test_hostile_inputs import _damaged_copies
+
+    n, T, hit = 5, 25, 15  # frame 15: a keyframe of fixed placement
+    clean = tmp_path / "clean.h264"
+    frames = moving_texture_clip("object", H, W, T, seed=5, speed=1.5)[0]
+    encode_video(frames, clean, container_format="h264", options=X264_ONE_REF)
+    reference = run(model, clean, scheme, n)
+    chain = run(model, clean, forward, n)
+    checked = 0
+    for bad in _damaged_copies(clean, tmp_path, hit):
+        out = run(model, bad, scheme, n)
+        damaged = [r.index for r in out if r.damaged]
+        if not damaged:
+            continue  # a flip the decoder cannot see
+        first = damaged[0]
+        assert first <= hit and damaged == list(range(first, T)), damaged
+        key = max(r.index for r in out[:first] if r.keyframe)
+        for r in out[:first]:
+            want = reference if r.index <= key else chain
+            assert np.array_equal(r.labels, want[r.index].labels), (bad.name, r.index)
+            assert r.index <= key or r.sources == (key,)
+        checked += 1
+    assert checked >= 2, "the decoder flagged none of the damaged copies"
+
+
 def test_overlay_marks_keyframes() -> None:
     from bmvseg.data.classes import CAMVID_PALETTE, overlay_frame
 

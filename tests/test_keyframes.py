@@ -20,6 +20,8 @@ from bmvseg.errors import BmvsegError
 from bmvseg.schemes.keyframes import (
     AdaptiveSchedule,
     FixedSchedule,
+    Mark,
+    is_cut,
     make_schedule,
     signal,
 )
@@ -41,7 +43,11 @@ def synthetic(index: int, valid_cells: int, disp: float, pict: str = "P") -> Fra
 
 
 def keys(schedule, frames) -> list[int]:
-    return [f.index for f, reason in schedule.mark(frames) if reason is not None]
+    return [f.index for f, mark in schedule.mark(frames) if mark.keyframe]
+
+
+def reasons(schedule, frames) -> dict[int, tuple[str, ...]]:
+    return {f.index: mark.reasons for f, mark in schedule.mark(frames)}
 
 
 frame_specs = st.lists(
@@ -76,19 +82,19 @@ def test_adaptive_never_exceeds_the_budget_or_the_max_interval(case):
     k, m, t = sch.interval, sch.max_interval, len(frames)
     marked = list(sch.mark(frames))
     assert [f.index for f, _ in marked] == list(range(t))
-    assert marked[0][1] == "start"
+    assert marked[0][1].reasons == ("start",)
     placed = 0
-    for f, reason in marked:  # the running budget holds at every prefix
-        placed += reason is not None
+    for f, mark in marked:  # the running budget holds at every prefix
+        placed += mark.keyframe
         assert placed <= math.ceil((f.index + 1) / k) + 1
     if m >= 2 * k - 1:  # ... and with the engine's closing keyframe over the whole video
-        assert placed + (marked[-1][1] is None) <= math.ceil(t / k) + 1
-    ks = [f.index for f, r in marked if r is not None]
+        assert placed + (not marked[-1][1].keyframe) <= math.ceil(t / k) + 1
+    ks = [f.index for f, mark in marked if mark.keyframe]
     assert all(b - a <= m for a, b in pairwise(ks))
     assert set(range(0, t, sch.anchor)) <= set(ks)  # anchors are keyframes
     cuts = {f.index for f in frames[1:] if sch.is_cut(signal(f))}
-    for f, reason in marked:  # no optional keyframe just before a cut it could have waited for
-        if reason in ("iframe", "change", "spare"):
+    for f, mark in marked:  # no optional keyframe just before a cut it could have waited for
+        if mark.reasons[:1] in (("iframe",), ("change",), ("spare",)):
             next_anchor = (f.index // sch.anchor + 1) * sch.anchor
             assert not cuts & set(range(f.index + 1, min(f.index + k, next_anchor - 1) + 1))
 
@@ -127,16 +133,14 @@ def test_stream_iframes_are_cuts_on_weaker_evidence_and_otherwise_only_bring_key
         ]
 
     # 11 of 16 cells valid: a cut on an I-frame (below 0.8), not on a P-frame (above 0.5)
-    marked = dict((f.index, r) for f, r in sch.mark(clip({13: 11}, 0.0)))
-    assert marked[13] == "cut"
+    assert reasons(sch, clip({13: 11}, 0.0))[13] == ("cut",)
     frames = clip({}, 0.0)
     frames[13] = synthetic(13, 11, 0.0)
-    assert dict((f.index, r) for f, r in sch.mark(frames))[13] is None
+    assert reasons(sch, frames)[13] == ()
     # periodic I-frames in a still scene are not keyframes; with some motion (1.6 px a frame:
     # half the change threshold after 5 frames) the one at 17 is
     assert keys(sch, clip({7: CELLS, 17: CELLS, 27: CELLS}, 0.0)) == [0, 10, 20, 30]
-    marked = dict((f.index, r) for f, r in sch.mark(clip({17: CELLS}, 1.6)))
-    assert marked[17] == "iframe"
+    assert reasons(sch, clip({17: CELLS}, 1.6))[17] == ("iframe",)
 
 
 def test_credit_saved_before_an_anchor_does_not_carry_over():
@@ -166,10 +170,46 @@ def test_isolated_cuts_get_a_keyframe_on_their_first_frame(k, spend, data):
     cuts = set(range(first, t, gap))
     frames = [synthetic(i, 3 if i in cuts else (CELLS if i else 0), disp) for i in range(t)]
     sch = AdaptiveSchedule(k, spend=spend)
-    marked = {f.index: r for f, r in sch.mark(frames)}
+    marked = reasons(sch, frames)
     for c in cuts:
         if (-c) % sch.anchor >= k and t - 1 - c >= k:
-            assert marked[c] is not None, (c, marked)
+            assert "cut" in marked[c], (c, marked)
+
+
+@settings(max_examples=200, deadline=None)
+@given(adaptive_cases(), st.data())
+def test_every_keyframe_that_is_a_cut_says_so_whatever_placed_it(case, data):
+    # A cut landing on an anchor, a max-interval, a spare, an I-frame or a change keyframe (or
+    # on fixed placement's keyframes) is named among its reasons; a cut that is no keyframe is
+    # still marked.  The first frame has no frame before it: never a cut.
+    sch, frames = case
+    fixed = FixedSchedule(sch.interval, data.draw(st.integers(0, sch.interval - 1)))
+    for schedule in (sch, fixed):
+        for f, mark in schedule.mark(frames):
+            cut = f.index > 0 and is_cut(signal(f))
+            assert mark.cut == cut
+            assert ("cut" in mark.reasons) == (cut and mark.keyframe)
+            assert len(set(mark.reasons)) == len(mark.reasons)
+            if mark.keyframe and mark.reasons[0] != "cut":
+                assert mark.reasons[0] in ("start", "anchor", "max-interval", "iframe", "change",
+                                           "spare", "interval")  # fmt: skip
+
+
+def test_a_cut_on_an_anchor_or_a_max_interval_keyframe_is_a_cut():
+    # The case: a cut landing where another rule already puts a keyframe
+    k = 5
+    frames = [synthetic(i, 1 if i in (10, 50) else (CELLS if i else 0), 0.0) for i in range(60)]
+    marked = reasons(AdaptiveSchedule(k, anchor=50, spend=False), frames)
+    assert marked[10] == ("max-interval", "cut") and marked[50] == ("anchor", "cut")
+    assert reasons(FixedSchedule(k), frames)[10] == ("interval", "cut")
+    assert Mark(cut=True).placed("end").reasons == ("end", "cut")
+    assert Mark(("cut",), cut=True).placed("end").reasons == ("cut", "end")
+
+
+def test_the_cut_test_can_be_turned_off_for_fixed_placement():
+    frames = [synthetic(i, 1 if i == 7 else (CELLS if i else 0), 0.0) for i in range(20)]
+    assert [f.index for f, m in FixedSchedule(5).mark(frames) if m.cut] == [7]
+    assert not any(m.cut for _, m in FixedSchedule(5, cut_valid=0, iframe_valid=0).mark(frames))
 
 
 @settings(max_examples=100, deadline=None)
@@ -181,9 +221,9 @@ def test_fixed_is_index_modulo_n_plus_the_first_frame(n, data):
     frames = [synthetic(i, CELLS, 1.0) for i in range(start, start + length)]
     marked = list(FixedSchedule(n, phase).mark(frames))
     assert [f.index for f, _ in marked] == list(range(start, start + length))
-    for j, (f, reason) in enumerate(marked):
-        expected = "start" if j == 0 else ("interval" if f.index % n == phase else None)
-        assert reason == expected
+    for j, (f, mark) in enumerate(marked):
+        expected = ("start",) if j == 0 else (("interval",) if f.index % n == phase else ())
+        assert mark.reasons == expected and not mark.cut
 
 
 @pytest.mark.parametrize("spend", [True, False])
@@ -221,6 +261,7 @@ def test_bad_arguments_are_user_errors():
         lambda: AdaptiveSchedule(5, 4),
         lambda: AdaptiveSchedule(5, anchor=12),
         lambda: AdaptiveSchedule(5, cut_valid=1.5),
+        lambda: FixedSchedule(5, iframe_valid=-0.1),
     ):
         with pytest.raises(BmvsegError):
             bad()
@@ -258,11 +299,13 @@ def cut_clip() -> list[np.ndarray]:
 def test_a_hard_cut_in_a_real_clip_is_a_keyframe(cut_clip, options, spend):
     frames = _read(cut_clip, options)
     sch = AdaptiveSchedule(K, spend=spend)
-    marked = dict((f.index, r) for f, r in sch.mark(frames))
-    assert marked[CUT] == "cut"
-    assert [i for i, r in marked.items() if r == "cut"] == [CUT]
-    assert sum(r is not None for r in marked.values()) <= math.ceil(LENGTH / K) + 1
-    assert CUT not in keys(FixedSchedule(K), frames)  # what fixed placement would have missed
+    marked = reasons(sch, frames)
+    assert marked[CUT] == ("cut",)
+    assert [i for i, r in marked.items() if "cut" in r] == [CUT]
+    assert sum(bool(r) for r in marked.values()) <= math.ceil(LENGTH / K) + 1
+    # fixed placement adds no keyframe there but marks the cut, so nothing fuses across it
+    fixed = dict((f.index, m) for f, m in FixedSchedule(K).mark(frames))
+    assert not fixed[CUT].keyframe and [i for i, m in fixed.items() if m.cut] == [CUT]
 
 
 def test_a_real_static_clip_gets_the_budget_evenly_or_half_of_it(cut_clip):

@@ -6,12 +6,17 @@ as it runs; both are whole streaming runs of :class:`~bmvseg.schemes.engine.Engi
 scored on its labelled (or, with the per-frame reference, all) frames.  "avg" pools every scored
 frame; "min" is the worst offset, pooling the frames ``p`` frames after their previous keyframe
 for each ``p`` (the paper's min, where the frames farthest from a keyframe lose most).
+
+:func:`agreement_with_per_frame` scores footage without labels (real clips with cuts): each
+frame's share of pixels labelled as the per-frame model labels it, its mean over the clip and its
+worst frame, for fixed placement with and without its cut test (the placement before the cut test
+applied to it) and the adaptive placements.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -21,7 +26,9 @@ from bmvseg.evaluation.sweep import Variant
 from bmvseg.models.base import SegmentationModel
 from bmvseg.schemes.engine import Engine, EngineConfig
 from bmvseg.schemes.fusion import ConvFusion
-from bmvseg.schemes.keyframes import PLACEMENTS
+from bmvseg.schemes.keyframes import PLACEMENTS, FixedSchedule, KeyframeSchedule
+from bmvseg.schemes.registry import reference_scheme
+from bmvseg.video.frame import Frame
 from bmvseg.video.reader import VideoReader
 
 PLACEMENT_COLUMNS = ("clip", "scheme", "fusion", "interval", "placement", "keyframes", "budget",
@@ -92,4 +99,67 @@ def placement_md(rows: list[dict], note: str) -> str:
                      f"{le['keyframes']} ({f['budget']}) | {f['miou_avg']:.1f} | "
                      f"{a['miou_avg']:.1f} | {le['miou_avg']:.1f} | {f['miou_min']:.1f} | "
                      f"{a['miou_min']:.1f} | {le['miou_min']:.1f} |")  # fmt: skip
+    return note + "\n\n" + head + "\n".join(lines) + "\n"
+
+
+AGREEMENT_COLUMNS = ("clip", "scheme", "interval", "placement", "keyframes", "budget",
+                     "agree_mean", "agree_min", "worst_frame", "cuts")  # fmt: skip
+NO_CUT_TEST = "fixed-no-cut-test"  # fixed placement as it was before the cut test applied to it
+
+
+def _schedule(name: str, n: int) -> KeyframeSchedule | None:
+    """The schedule to run for placement ``name`` (None: the engine's for ``keyframes=name``)."""
+    return FixedSchedule(n, cut_valid=0.0, iframe_valid=0.0) if name == NO_CUT_TEST else None
+
+
+@torch.inference_mode()
+def agreement_with_per_frame(
+    model: SegmentationModel,
+    frames: Sequence[Frame],
+    intervals: Sequence[int],
+    *,
+    clip_name: str,
+    scheme: str = "inter-bmv",
+    fusion: str = "avg",
+    placements: Sequence[str] = (NO_CUT_TEST, *PLACEMENTS),
+    done: Callable[[dict], None] = lambda row: None,
+) -> list[dict]:
+    """One row per (interval, placement): agreement with the per-frame model on every frame.
+
+    ``cuts`` lists each frame the run marked a cut, with its keyframe reasons (``-``: none);
+    ``done`` is given each row as soon as it is measured.
+    """
+    per_frame = Engine(model, EngineConfig(scheme=reference_scheme()))
+    reference = {r.index: r.labels for r in per_frame.run(iter(frames))}
+    rows = []
+    for n in intervals:
+        for name in placements:
+            schedule = _schedule(name, n)
+            cfg = EngineConfig(scheme=scheme, fusion=fusion, interval=n,
+                               keyframes="fixed" if schedule else name)  # fmt: skip
+            agree: dict[int, float] = {}
+            keys, cuts = 0, []
+            for r in Engine(model, cfg, schedule=schedule).run(iter(frames)):
+                agree[r.index] = float(np.mean(r.labels == reference[r.index]))
+                keys += r.keyframe
+                if r.cut:
+                    cuts.append(f"{r.index}:{'+'.join(r.reasons) or '-'}")
+            worst = min(agree, key=agree.__getitem__)
+            rows.append({
+                "clip": clip_name, "scheme": scheme, "interval": n, "placement": name,
+                "keyframes": keys, "budget": -(-len(frames) // n) + 1,
+                "agree_mean": round(float(np.mean(list(agree.values()))), 4),
+                "agree_min": round(agree[worst], 4), "worst_frame": worst, "cuts": " ".join(cuts),
+            })  # fmt: skip
+            done(rows[-1])
+    return rows
+
+
+def agreement_md(rows: list[dict], note: str) -> str:
+    """One line per clip, interval and placement: keyframes, mean and worst agreement."""
+    head = ("| clip | n | placement | keyframes (budget) | mean agreement | worst frame | "
+            "cuts: frame:reasons |\n|---|---|---|---|---|---|---|\n")  # fmt: skip
+    lines = [f"| {r['clip']} | {r['interval']} | {r['placement']} | {r['keyframes']} "
+             f"({r['budget']}) | {r['agree_mean']:.3f} | {r['agree_min']:.3f} "
+             f"(frame {r['worst_frame']}) | {r['cuts']} |" for r in rows]  # fmt: skip
     return note + "\n\n" + head + "\n".join(lines) + "\n"

@@ -1,7 +1,8 @@
 """What a scheme is: its :class:`Traits`, the :class:`Scheme` protocol, and what one run shares.
 
 A scheme is a class with a ``name``, its ``traits`` and a ``results`` method that turns the
-marked frames of one run (each with the reason it is a keyframe, or None) into
+marked frames of one run (each with its :class:`~bmvseg.schemes.keyframes.Mark`: why it is a
+keyframe, if it is one, and whether it is a cut) into
 :class:`FrameResult` s in presentation order.  One object is made per run and holds that
 scheme's state (its keyframes, pending frames, optical-flow instance); what every scheme of a
 run shares (the networks, the frames wanted, the image size) is the :class:`RunContext` it is
@@ -20,11 +21,10 @@ import torch
 
 from bmvseg.models.base import Features, SegmentationModel
 from bmvseg.schemes.fusion import ConvFusion
+from bmvseg.schemes.keyframes import NOT_KEYFRAME, Mark, Marked
 from bmvseg.schemes.propagation import Carrier, Flows, flows_prev_to_cur
 from bmvseg.schemes.timing import StageTimer
 from bmvseg.video.frame import Frame
-
-Marked = Iterator[tuple[Frame, str | None]]  # frames with why each is a keyframe (None: not)
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,11 @@ class FrameResult:
     frame: Frame | None = None  # the decoded frame (its RGB image is converted when first read)
     logits: torch.Tensor | None = None  # (1, K, H, W), only with keep_logits
     features: Features | None = None  # the (warped or fresh) features, only with keep_features
-    reason: str | None = None  # why a keyframe is one (see bmvseg.schemes.keyframes)
+    reason: str | None = None  # why a keyframe is one: the first of ``reasons`` (None: not one)
     damaged: bool = False  # the decoder concealed damage in this frame or in its references
+    reasons: tuple[str, ...] = ()  # every reason it is a keyframe (bmvseg.schemes.keyframes)
+    cut: bool = False  # it opens another scene (keyframe or not; the placement's cut test)
+    sources: tuple[int, ...] = ()  # the keyframes its features come from (a keyframe: itself)
 
     @property
     def image(self) -> np.ndarray | None:
@@ -105,17 +108,26 @@ class RunContext:
         """Whether the caller asked for this frame's result (work for others can be skipped)."""
         return self.wanted is None or index in self.wanted
 
-    def keyframe(self, frame: Frame, reason: str) -> tuple[Features, FrameResult]:
-        """A keyframe: the feature network, and its result."""
+    def keyframe(self, frame: Frame, mark: Mark) -> tuple[Features, FrameResult]:
+        """A keyframe (``"start"`` if ``mark`` gives no reason): the feature network, and its
+        result."""
         if self.hw is None:
             self.hw = frame.image.shape[:2]
         feats = self.engine.features(frame)
-        return feats, self.result(frame, feats, 0, reason)
+        return feats, self.result(frame, feats, 0, mark if mark.keyframe else mark.placed("start"))
 
     def result(
-        self, frame: Frame, feats: Features | None, offset: int, reason: str | None = None
+        self,
+        frame: Frame,
+        feats: Features | None,
+        offset: int,
+        mark: Mark = NOT_KEYFRAME,
+        sources: tuple[int, ...] | None = None,
     ) -> FrameResult:
-        """The frame's labels from its (fresh or carried) features; a stub if not wanted."""
+        """The frame's labels from its (fresh or carried) features; a stub if not wanted.
+
+        ``sources`` defaults to the previous keyframe, ``offset`` frames back (itself on one).
+        """
         wanted = self.want(frame.index)
         labels, logits = self.engine.labels(feats, self.hw) if wanted else (None, None)
         cfg = self.config
@@ -123,13 +135,16 @@ class RunContext:
             index=frame.index,
             time=frame.time,
             labels=labels,
-            keyframe=reason is not None,
+            keyframe=mark.keyframe,
             offset=offset,
             frame=frame if wanted else None,
             logits=logits if cfg.keep_logits else None,
             features=feats if cfg.keep_features and wanted else None,
-            reason=reason,
+            reason=mark.reasons[0] if mark.keyframe else None,
             damaged=getattr(frame, "damaged", False),
+            reasons=mark.reasons,
+            cut=mark.cut,
+            sources=(frame.index - offset,) if sources is None else sources,
         )
 
 

@@ -2,11 +2,11 @@
 
 Frame indexing: frames are numbered 0.. in presentation order as decoded.  Keyframe placement
 belongs to :mod:`bmvseg.schemes.keyframes` (fixed: every frame whose index is ``phase`` modulo
-the interval ``n``, and frame 0; adaptive: where the stream shows change); the first clean
-frame after concealed damage is also a keyframe.  The schemes themselves are classes listed in
-:mod:`bmvseg.schemes.registry` (one module each, see :mod:`bmvseg.schemes.base`); the engine
-builds one per run, hands it the marked frames and owns what they all share: the two networks,
-the label arg-max, timing, and ranges.
+the interval ``n``, and frame 0; adaptive: where the stream shows change; both mark cuts); the
+first clean frame after concealed damage is also a keyframe.  The schemes themselves are
+classes listed in :mod:`bmvseg.schemes.registry` (one module each, see
+:mod:`bmvseg.schemes.base`); the engine builds one per run, hands it the marked frames and owns
+what they all share: the two networks, the label arg-max, timing, and ranges.
 
 The accuracy sweep and fusion training call the same code: they hand the engine cached features
 and a memoising :class:`Carrier` and ask only for the frames they score (``wanted``).
@@ -29,6 +29,7 @@ from bmvseg.models.base import Features, SegmentationModel
 from bmvseg.schemes.base import FrameResult, Marked, RunContext
 from bmvseg.schemes.config import EngineConfig
 from bmvseg.schemes.fusion import ConvFusion
+from bmvseg.schemes.keyframes import KeyframeSchedule
 from bmvseg.schemes.labels import labels_from_lowres_logits
 from bmvseg.schemes.propagation import Carrier
 from bmvseg.schemes.registry import SCHEMES, scheme_class
@@ -66,7 +67,8 @@ class Engine:
 
     ``features`` (default: the model on the frame's image) and ``carrier`` (default: a fresh
     streaming one per run) let a caller that runs the engine many times over the same frames
-    (the accuracy sweep) share work between runs.
+    (the accuracy sweep) share work between runs; ``schedule`` (default: the config's) lets a
+    measurement run a placement no option names (e.g. fixed placement without its cut test).
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class Engine:
         *,
         features: Callable[[Frame], Features] | None = None,
         carrier: Carrier | None = None,
+        schedule: KeyframeSchedule | None = None,
     ) -> None:
         if not isinstance(config, EngineConfig):
             raise BmvsegError(f"config must be an EngineConfig, got {type(config).__name__}")
@@ -91,6 +94,7 @@ class Engine:
         self.timer = timer or StageTimer()
         self._features = features
         self._shared_carrier = carrier
+        self._schedule = schedule
 
     # -- the two networks ------------------------------------------------------------------
     def features(self, frame: Frame) -> Features:
@@ -138,7 +142,7 @@ class Engine:
         needs (warps, fusion, task network) is skipped.
         """
         cfg = self.cfg
-        schedule = cfg.schedule()
+        schedule = self._schedule or cfg.schedule()
         if not schedule.stable(start):
             raise BmvsegError(
                 f"range start {start} is not a keyframe every run places (fixed: frame "
@@ -161,16 +165,18 @@ def _after_damage(marked: Marked) -> Marked:
     """The first clean frame after frames the decoder concealed becomes a keyframe.
 
     Concealed pixels and the motion of damaged frames are wrong until the stream's next I-frame
-    (:mod:`bmvseg.video.reader`); a keyframe there stops clean frames from receiving features
-    warped from them.  The damaged frames themselves keep their labels, marked ``damaged``.
+    (:mod:`bmvseg.video.reader`); a keyframe there stops clean frames after the damage from
+    receiving features warped from them, as the interval rule (never fuse into damage,
+    :func:`bmvseg.schemes.interval.scene_break`) does for the clean frames before it.  The
+    damaged frames themselves keep their labels, marked ``damaged``.
     """
     damaged = False
-    for fr, reason in marked:
+    for fr, mark in marked:
         clean = not getattr(fr, "damaged", False)
-        if damaged and clean and reason is None:
-            reason = "after damage"
+        if damaged and clean and not mark.keyframe:
+            mark = mark.placed("after damage")
         damaged = not clean
-        yield fr, reason
+        yield fr, mark
 
 
 def _timed(frames: Iterable[Frame], timer: StageTimer) -> Iterator[Frame]:

@@ -24,5 +24,6 @@ class InterBmv(Interpolating):
     def closed(self, keyframe: Frame) -> None:
         self.chains.keep(keyframe, True)
 
-    def carrier(self, key: Frame, nxt: Frame, targets: list[Frame], cut: bool) -> Carries:
+    def carrier(self, key: Frame, nxt: Frame, forward: list[Frame], backward: list[Frame]
+                ) -> Carries:  # fmt: skip
         return self.chains.carrier

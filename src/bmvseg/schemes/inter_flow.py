@@ -28,13 +28,15 @@ class InterFlow(Interpolating):
         self.flow = DenseFlow(run.config.flow_preset, run.model.strides, run.timer)
         self.key_gray: tuple[int, np.ndarray] | None = None  # the opening keyframe's, reused
 
-    def carrier(self, key: Frame, nxt: Frame, targets: list[Frame], cut: bool) -> _FlowCarrier:
+    def carrier(self, key: Frame, nxt: Frame, forward: list[Frame], backward: list[Frame]
+                ) -> _FlowCarrier:  # fmt: skip
         with self.run.timer("flow"):
             grays = {key.index: self._gray(key), nxt.index: gray(nxt)}
-            cur = {fr.index: gray(fr) for fr in targets}
+            cur = {fr.index: gray(fr) for fr in [*forward, *backward]}
         self.key_gray = (nxt.index, grays[nxt.index])
-        origins = (key.index,) if cut else (key.index, nxt.index)
-        flows = {(o, t): self.flow.pull(cur[t], grays[o]) for t in cur for o in origins}
+        pairs = [(key.index, fr.index) for fr in forward]
+        pairs += [(nxt.index, fr.index) for fr in backward]
+        flows = {(o, t): self.flow.pull(cur[t], grays[o]) for o, t in pairs}
         return _FlowCarrier(self.flow, flows)
 
     def _gray(self, key: Frame) -> np.ndarray:

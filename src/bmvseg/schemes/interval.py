@@ -5,9 +5,15 @@ next keyframe's carried backward, fused with weights ``(n-p)/n`` and ``p/n``
 (:mod:`bmvseg.schemes.fusion`).  Results wait until the closing keyframe arrives (at most ``n``
 frames held); when the video ends inside an interval its last frame becomes a keyframe
 (reason ``"end"``), so the tail is interpolated like every other interval, with its shorter
-length as ``n``.  When the closing keyframe opens another scene (a reason in
-:data:`SCENE_CHANGES`) the frames before it get the forward carry alone, so no frame receives
-features of a scene it does not show.
+length as ``n``.
+
+**Never across a cut or into damage** (:func:`scene_break`).  Two keyframes are fused only for
+an interval that shows one scene, clean throughout.  When a frame of it, or the closing keyframe,
+is a cut (the placement's :class:`~bmvseg.schemes.keyframes.Mark`, whatever placed the keyframe)
+or the first frame the decoder concealed, the frames before that one get the opening keyframe's
+features carried forward alone, and the frames from it on the closing keyframe's carried back
+alone, unless the closing keyframe is itself the cut or damaged: then every frame of the
+interval gets the forward carry alone (a concealed keyframe never reaches a clean frame).
 
 :class:`Interpolating` is that walk once; a scheme built on it says only how features are
 carried (:meth:`Interpolating.carrier`): along block motion (inter-BMV) or dense optical flow.
@@ -15,18 +21,27 @@ carried (:meth:`Interpolating.carrier`): along block motion (inter-BMV) or dense
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from typing import Protocol
 
 from bmvseg.models.base import Features
-from bmvseg.schemes.base import FrameResult, Marked, RunContext
+from bmvseg.schemes.base import FrameResult, Mark, Marked, RunContext
 from bmvseg.schemes.fusion import ConvFusion, fuse
 from bmvseg.schemes.timing import StageTimer
 from bmvseg.video.frame import Frame
 
-# Keyframe reasons that open another scene: that keyframe's features are not carried back over
-# the frames before it (they show the previous scene); those get the forward carry alone.
-SCENE_CHANGES = ("cut",)
+
+def scene_break(key: Frame, between: list[Frame], nxt: Frame, cuts: Container[int]
+                ) -> int | None:  # fmt: skip
+    """Where an interval stops showing its opening keyframe's clean scene: the position in
+    ``between + [nxt]`` of its first cut (an index in ``cuts``) or first frame the decoder
+    concealed after a clean one; None when there is none (the interval is fused)."""
+    before = key
+    for pos, fr in enumerate([*between, nxt]):
+        if fr.index in cuts or (fr.damaged and not before.damaged):
+            return pos
+        before = fr
+    return None
 
 
 class Carries(Protocol):
@@ -78,44 +93,59 @@ class Interpolating:
     def closed(self, keyframe: Frame) -> None:
         """Every frame before ``keyframe`` has its result."""
 
-    def carrier(self, key: Frame, nxt: Frame, targets: list[Frame], cut: bool) -> Carries:
-        """What carries ``key``'s features forward (and, unless ``cut``, ``nxt``'s backward)
-        to the frames ``targets``."""
+    def carrier(self, key: Frame, nxt: Frame, forward: list[Frame], backward: list[Frame]
+                ) -> Carries:  # fmt: skip
+        """What carries ``key``'s features to the frames ``forward`` and ``nxt``'s to the
+        frames ``backward`` (a fused frame is in both)."""
         raise NotImplementedError
 
     def results(self, marked: Marked) -> Iterator[FrameResult]:
-        pending: list[Frame] = []
-        for fr, reason in marked:
-            if self.prev is not None and reason is None:
+        pending: list[tuple[Frame, Mark]] = []
+        for fr, mark in marked:
+            if self.prev is not None and not mark.keyframe:
                 self.hold(fr)
-                pending.append(fr)
+                pending.append((fr, mark))
                 continue
-            yield from self._close_interval(pending, fr, reason or "start")
+            yield from self._close_interval(pending, fr, mark)
             pending = []
         if self.prev is not None and pending:  # the video ends inside an interval: close it
-            last = pending.pop()
-            yield from self._close_interval(pending, last, "end")
+            last, mark = pending.pop()
+            yield from self._close_interval(pending, last, mark.placed("end"))
 
-    def _close_interval(self, between: list[Frame], nxt: Frame, reason: str
+    def _close_interval(self, between: list[tuple[Frame, Mark]], nxt: Frame, mark: Mark
                         ) -> Iterator[FrameResult]:  # fmt: skip
         """The keyframe ``nxt`` has arrived: the interval before it, then ``nxt`` itself."""
         run = self.run
         self.hold(nxt)
-        feats, res = run.keyframe(nxt, reason)
+        feats, res = run.keyframe(nxt, mark)
         if self.prev is not None:
             key, key_feats = self.prev
-            wanted = [fr for fr in between if run.want(fr.index)]
-            targets = [fr.index for fr in wanted]
-            cut = reason in SCENE_CHANGES
-            carrier = self.carrier(key, nxt, wanted, cut)
-            if cut:  # another scene: only the previous keyframe's features
+            frames = [fr for fr, _ in between]
+            cuts = {fr.index for fr, m in [*between, (nxt, mark)] if m.cut}
+            brk = scene_break(key, frames, nxt, cuts)
+            wanted = [fr for fr in frames if run.want(fr.index)]
+            if brk is None:
+                carrier = self.carrier(key, nxt, wanted, wanted)
+                fused = interpolate(carrier, (key.index, key_feats), (nxt.index, feats),
+                                    [fr.index for fr in wanted], run.config.fusion, run.conv,
+                                    run.timer)  # fmt: skip
+                sources = {fr.index: (key.index, nxt.index) for fr in wanted}
+            else:  # another scene or damage: one keyframe's features each, never both
+                back = brk < len(frames) and not (nxt.index in cuts or nxt.damaged)
+                after = {fr.index for fr in frames[brk:]} if back else set()
+                fwd = [fr for fr in wanted if fr.index not in after]
+                bwd = [fr for fr in wanted if fr.index in after]
+                carrier = self.carrier(key, nxt, fwd, bwd)
                 with run.timer("warp"):
-                    fused = {t: carrier.carry(key.index, key_feats, t) for t in targets}
-            else:
-                fused = interpolate(carrier, (key.index, key_feats), (nxt.index, feats), targets,
-                                    run.config.fusion, run.conv, run.timer)  # fmt: skip
-            for fr in between:
-                yield run.result(fr, fused.get(fr.index), fr.index - key.index)
+                    fused = {fr.index: carrier.carry(nxt.index, feats, fr.index)
+                             for fr in reversed(bwd)}  # fmt: skip
+                    fused.update({fr.index: carrier.carry(key.index, key_feats, fr.index)
+                                  for fr in fwd})  # fmt: skip
+                sources = {fr.index: (key.index,) for fr in fwd}
+                sources.update({fr.index: (nxt.index,) for fr in bwd})
+            for fr, m in between:
+                yield run.result(fr, fused.get(fr.index), fr.index - key.index, m,
+                                 sources.get(fr.index))  # fmt: skip
         self.closed(nxt)
         self.prev = (nxt, feats)
         yield res

@@ -1,13 +1,13 @@
 """Keyframe placement: which frames run the feature network, and why (the one place that says so).
 
 A schedule's :meth:`~KeyframeSchedule.mark` takes the decoded frames in order and yields each
-with the reason it is a keyframe (``None``: it is not one).  It may read up to ``lookahead``
-frames ahead before yielding a frame, so memory stays bounded and streaming still works.  The
-first frame it sees is always a keyframe (``"start"``).  Closing a video that ends inside an
-interval (inter-BMV's ``"end"`` keyframe) is the engine's job; the adaptive schedule keeps the
-budget for it.  Because of the look-ahead, the frames given to ``mark`` for a range must go on
-past the range's end (to the video's end, read lazily), or the range's last decisions would see
-an end that is not there.
+with its :class:`Mark`: every reason it is a keyframe (none: it is not one) and whether it is a
+cut.  It may read up to ``lookahead`` frames ahead before yielding a frame, so memory stays
+bounded and streaming still works.  The first frame it sees is always a keyframe (``"start"``).
+Closing a video that ends inside an interval (inter-BMV's ``"end"`` keyframe) is the engine's
+job; the adaptive schedule keeps the budget for it.  Because of the look-ahead, the frames
+given to ``mark`` for a range must go on past the range's end (to the video's end, read
+lazily), or the range's last decisions would see an end that is not there.
 
 **Budget.**  With interval ``k`` over ``T`` frames a run has at most ``ceil(T / k) + 1``
 keyframes, the engine's closing one included: what fixed placement uses.  The adaptive schedule
@@ -15,6 +15,13 @@ keeps the budget as *credit*, counted in frames: each frame after a keyframe ear
 costs ``k``, and after the first frame the credit is ``k`` (one keyframe in hand).  Credit is
 never negative, so after ``i + 1`` frames at most ``ceil((i + 1) / k) + 1`` keyframes have been
 placed, and the end of the video, when it is within the look-ahead, is kept payable.
+
+**Cuts, whatever the placement.**  Every frame after the first is tested for a hard cut
+(:func:`is_cut`: its motion field is mostly invalid, see rule 3 below), by both placements.  A
+keyframe that is also a cut gets ``"cut"`` among its reasons, whatever placed it (an anchor, the
+max interval, the engine's closing ``"end"``...), and a cut that is not a keyframe (fixed
+placement never adds one; adaptive placement when the budget refuses) is still marked, so the
+schemes that fuse two keyframes never fuse across it (:mod:`bmvseg.schemes.interval`).
 
 **Fixed** (:class:`FixedSchedule`): frame ``index % k == phase`` (``"interval"``) and the first
 frame (``"start"``), the paper's placement.
@@ -78,7 +85,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -90,14 +97,41 @@ from bmvseg.video.frame import Frame
 # does not ask for (a static camera gets a keyframe every max_interval frames).
 PLACEMENTS = ("fixed", "adaptive", "adaptive-lean")
 
+# The cut test's thresholds (rule 3 of the module docstring): the share of valid motion cells
+# below which a frame is a cut, on a P/B-frame and on one of the stream's own I-frames.
+CUT_VALID, IFRAME_VALID = 0.5, 0.8
+
+
+@dataclass(frozen=True)
+class Mark:
+    """What placement says of one frame: every reason it is a keyframe, the first the one that
+    placed it (empty: not a keyframe), and whether it opens another scene (a cut)."""
+
+    reasons: tuple[str, ...] = ()
+    cut: bool = False
+
+    @property
+    def keyframe(self) -> bool:
+        return bool(self.reasons)
+
+    def placed(self, reason: str) -> Mark:
+        """This frame also a keyframe for ``reason`` (after the reasons it has), and ``"cut"``
+        among its reasons if it is one, whatever placed it."""
+        cut = ("cut",) if self.cut else ()
+        return replace(self, reasons=tuple(dict.fromkeys((*self.reasons, reason, *cut))))
+
+
+NOT_KEYFRAME = Mark()
+Marked = Iterator[tuple[Frame, Mark]]
+
 
 class KeyframeSchedule(Protocol):
     """Keyframe placement for one run (see the module docstring)."""
 
     lookahead: int
 
-    def mark(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, str | None]]:
-        """Each frame, in order, with the reason it is a keyframe (None: not a keyframe)."""
+    def mark(self, frames: Iterable[Frame]) -> Marked:
+        """Each frame, in order, with its :class:`Mark`."""
         ...
 
     def stable(self, index: int) -> bool:
@@ -110,28 +144,48 @@ def _check_interval(interval: int) -> None:
         raise BmvsegError(f"keyframe interval must be >= 1, got {interval}")
 
 
-class FixedSchedule:
-    """The paper's placement: frames ``index % interval == phase``, and the first frame."""
+def _check_cut(cut_valid: float, iframe_valid: float) -> None:
+    if not (0 <= cut_valid <= 1 and 0 <= iframe_valid <= 1):
+        raise BmvsegError(
+            f"cut thresholds must be shares in 0..1, got {cut_valid} and {iframe_valid}"
+        )
 
-    def __init__(self, interval: int, phase: int = 0) -> None:
+
+class FixedSchedule:
+    """The paper's placement: frames ``index % interval == phase``, and the first frame; cuts
+    are marked (and named among a keyframe's reasons) but never add a keyframe.
+
+    ``cut_valid=iframe_valid=0`` turns the cut test off (the placement before it existed).
+    """
+
+    def __init__(
+        self,
+        interval: int,
+        phase: int = 0,
+        *,
+        cut_valid: float = CUT_VALID,
+        iframe_valid: float = IFRAME_VALID,
+    ) -> None:
         _check_interval(interval)
         if not 0 <= phase < interval:
             raise BmvsegError(f"keyframe phase must be in 0..{interval - 1}, got {phase}")
+        _check_cut(cut_valid, iframe_valid)
         self.interval, self.phase, self.lookahead = interval, phase, 0
+        self.cut_valid, self.iframe_valid = cut_valid, iframe_valid
 
     def stable(self, index: int) -> bool:
         return index == 0 or index % self.interval == self.phase
 
-    def mark(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, str | None]]:
+    def mark(self, frames: Iterable[Frame]) -> Marked:
         first = True
         for fr in frames:
+            mark = Mark(cut=fr.index > 0 and _cut_frame(fr, self.cut_valid, self.iframe_valid))
             if first:
                 first = False
-                yield fr, "start"
+                mark = mark.placed("start")
             elif fr.index % self.interval == self.phase:
-                yield fr, "interval"
-            else:
-                yield fr, None
+                mark = mark.placed("interval")
+            yield fr, mark
 
 
 @dataclass(frozen=True)
@@ -141,6 +195,16 @@ class Signal:
     valid: float  # share of cells with a motion vector
     displacement: float  # mean |mv| over the valid cells, pixels (0 when none is valid)
     iframe: bool  # the input stream coded it as an I-frame
+
+
+def is_cut(sig: Signal, cut_valid: float = CUT_VALID, iframe_valid: float = IFRAME_VALID) -> bool:
+    """The cut test (rule 3 of the module docstring), the one both placements apply."""
+    return sig.valid < (iframe_valid if sig.iframe else cut_valid)
+
+
+def _cut_frame(frame: Frame, cut_valid: float, iframe_valid: float) -> bool:
+    """Whether ``frame`` is a cut (a frame without a motion field cannot be said to be one)."""
+    return frame.motion is not None and is_cut(signal(frame), cut_valid, iframe_valid)
 
 
 def signal(frame: Frame) -> Signal:
@@ -163,8 +227,8 @@ class AdaptiveSchedule:
         *,
         anchor: int | None = None,
         spend: bool = True,
-        cut_valid: float = 0.5,
-        iframe_valid: float = 0.8,
+        cut_valid: float = CUT_VALID,
+        iframe_valid: float = IFRAME_VALID,
         displacement: float = 16.0,
         intra: float = 0.5,
         iframe_change: float = 0.5,
@@ -177,8 +241,7 @@ class AdaptiveSchedule:
         p = 10 * k if anchor is None else anchor
         if p < k or p % k:
             raise BmvsegError(f"anchor period must be a positive multiple of {k}, got {p}")
-        if not 0 <= cut_valid <= 1:
-            raise BmvsegError(f"cut threshold must be a share in 0..1, got {cut_valid}")
+        _check_cut(cut_valid, iframe_valid)
         if displacement <= 0 or intra <= 0:
             raise BmvsegError(
                 f"change scales must be positive, got displacement={displacement} intra={intra}"
@@ -196,7 +259,7 @@ class AdaptiveSchedule:
         return sig.displacement / self.displacement + (1.0 - sig.valid) / self.intra
 
     def is_cut(self, sig: Signal) -> bool:
-        return sig.valid < (self.iframe_valid if sig.iframe else self.cut_valid)
+        return is_cut(sig, self.cut_valid, self.iframe_valid)
 
     def _payable(
         self, at: int, credit: int, musts: list[int], target: int | None, need: int, spacing: int
@@ -218,7 +281,7 @@ class AdaptiveSchedule:
             last = pos
         return True
 
-    def mark(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, str | None]]:
+    def mark(self, frames: Iterable[Frame]) -> Marked:
         k = self.interval
         source = iter(frames)
         window: deque[tuple[Frame, Signal]] = deque()
@@ -249,10 +312,12 @@ class AdaptiveSchedule:
                 acc += self.change(sig)
                 end = (window[-1][0].index if window else i) if ended else None
                 reason = self._decide(i, sig, last, credit, acc, cuts, end)
+            mark = Mark(cut=i > 0 and self.is_cut(sig))
             if reason is not None:
                 credit = k if reason in ("start", "anchor") else credit - k
                 last, acc = i, 0.0
-            yield fr, reason
+                mark = mark.placed(reason)
+            yield fr, mark
 
     def _decide(
         self,

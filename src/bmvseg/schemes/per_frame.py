@@ -17,5 +17,5 @@ class PerFrame:
         self.run = run
 
     def results(self, marked: Marked) -> Iterator[FrameResult]:
-        for fr, reason in marked:
-            yield self.run.keyframe(fr, reason or "start")[1]
+        for fr, mark in marked:
+            yield self.run.keyframe(fr, mark)[1]

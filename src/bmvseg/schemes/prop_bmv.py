@@ -21,10 +21,10 @@ class PropBmv:
 
     def results(self, marked: Marked) -> Iterator[FrameResult]:
         run = self.run
-        for fr, reason in marked:
-            self.chains.keep(fr, reason is not None)
-            if reason is not None or self.key is None:
-                feats, res = run.keyframe(fr, reason or "start")
+        for fr, mark in marked:
+            self.chains.keep(fr, mark.keyframe)
+            if mark.keyframe or self.key is None:
+                feats, res = run.keyframe(fr, mark)
                 self.key = (fr.index, feats)
                 yield res
                 continue
@@ -32,4 +32,4 @@ class PropBmv:
             if run.want(fr.index):
                 with run.timer("warp"):
                     feats = self.chains.carry(self.key[0], self.key[1], fr.index)
-            yield run.result(fr, feats, fr.index - self.key[0])
+            yield run.result(fr, feats, fr.index - self.key[0], mark)

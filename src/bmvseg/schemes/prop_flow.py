@@ -25,9 +25,9 @@ class PropFlow:
 
     def results(self, marked: Marked) -> Iterator[FrameResult]:
         run = self.run
-        for fr, reason in marked:
-            if reason is not None or self.key is None:
-                feats, res = run.keyframe(fr, reason or "start")
+        for fr, mark in marked:
+            if mark.keyframe or self.key is None:
+                feats, res = run.keyframe(fr, mark)
                 self.key = (fr, feats, gray(fr))
                 yield res
                 continue
@@ -39,4 +39,4 @@ class PropFlow:
                 flow = self.flow.pull(cur, key_gray)
                 with run.timer("warp"):
                     feats = self.flow.warp(key_feats, flow)
-            yield run.result(fr, feats, fr.index - key_frame.index)
+            yield run.result(fr, feats, fr.index - key_frame.index, mark)
