@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from bmvseg.data.classes import ClassSet
 from bmvseg.errors import BmvsegError
 from bmvseg.output import claim_output_dir, input_fingerprint
 from bmvseg.output.frames import FrameLog, FrameSink, check_storable
@@ -66,7 +67,7 @@ def segment_to_dir(
             stable = engine.cfg.schedule().stable
             resume_from = next(i for i in range(out.done_prefix(), -1, -1) if stable(i))
         out.write_json("run.json", {**about, **identity})
-        sink = FrameSink(out, overlay=overlay, fps=reader.fps, palette=engine.model.palette,
+        sink = FrameSink(out, overlay=overlay, fps=reader.fps, classes=ClassSet.of(engine.model),
                          from_index=resume_from)  # fmt: skip
         part, wall = _write(reader, engine, sink, progress, end)
         if reader.damage_notice:  # known only once the frames are read
@@ -107,7 +108,7 @@ def _write(
     """The frame loop: engine results handed to the writer thread; the part's facts and wall."""
     writer = Worker(sink.write, name="writer")
     frames = ahead(reader.frames(end=end), depth=8)
-    log = FrameLog()
+    log = FrameLog(engine.model)
     t0 = time.perf_counter()
     try:
         with collected_every() as tick:
