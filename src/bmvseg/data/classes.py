@@ -168,8 +168,10 @@ class ClassSet:
         return {
             "void_id": IGNORE_INDEX,
             "void_output": self.void_output,
-            "classes": [{"id": i, "name": n, "color": [int(c) for c in self.palette[i]]}
-                        for i, n in enumerate(self.names)],  # fmt: skip
+            "classes": [
+                {"id": i, "name": n, "color": [int(c) for c in self.palette[i]]}
+                for i, n in enumerate(self.names)
+            ],  # fmt: skip
         }
 
     def legend(self, keyframe_note: bool = True) -> Legend:

@@ -65,7 +65,7 @@ class Legend:
         h, w = frame.shape[:2]
         strip = self.strip(self.present(labels), w)
         rows = min(len(strip), h)
-        frame[h - rows:] = strip[len(strip) - rows:]
+        frame[h - rows :] = strip[len(strip) - rows :]
         return frame
 
     def _draw(self, ids: tuple[int, ...], width: int) -> np.ndarray:
