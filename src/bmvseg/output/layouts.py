@@ -47,6 +47,7 @@ LAYOUTS: dict[str, Layout] = {
     "benchmark": Layout(
         (
             "summary.json",
+            "classes.json",
             "results.csv",
             "phases.csv",
             "placement.csv",
@@ -65,6 +66,7 @@ LAYOUTS: dict[str, Layout] = {
     "demo": Layout(
         (
             "report.md",
+            "classes.json",
             "results.csv",
             "accuracy_vs_throughput.png",
             "side_by_side.mp4",
