@@ -196,7 +196,7 @@ def run_benchmark(spec: BenchmarkSpec) -> tuple[str, list[str]]:
         "wall_time_s": round(time.perf_counter() - t_start, 1),
     }  # fmt: skip
     out.write_json("summary.json", summary)
-    text = report.warning_md(warning) + report.table_md(table, spec.intervals, note)
+    text = report.table_md(table, spec.intervals, note)  # the warning is among the notes
     if placements:
         text += "\n" + files["placement.md"]
     return text, notes
