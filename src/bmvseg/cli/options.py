@@ -33,7 +33,7 @@ OPTION_NAMES = {
     "motion": "motion", "stream": "stream", "fusion_weights": "fusion_weights",
     "flow_preset": "flow_preset", "accumulate": "accumulate", "label_stride": "label_stride",
     "keyframes": "keyframes", "max_interval": "max_interval", "scheme": "scheme",
-    "interval": "interval", "phase": "phase", "fusion": "fusion",
+    "interval": "interval", "phase": "phase", "fusion": "fusion", "palette": "palette",
 }  # fmt: skip
 SCHEME_DESTS = ("scheme", "interval", "phase", "fusion")  # add_scheme_arguments's
 
@@ -145,6 +145,9 @@ def add_engine_arguments(p: argparse.ArgumentParser, *, model_default: str | Non
                    "choices depend on the model (default: its own; see bench/RESULTS-models.md)")
     p.add_argument("--device", default=RUN.device,
                    help="torch device, e.g. cpu or cuda (default: %(default)s)")
+    p.add_argument("--palette", metavar="FILE.json",
+                   help='the overlay\'s colours: a JSON object of class id or name -> [r, g, b], '
+                   'e.g. {"road": [128, 64, 128], "3": [0, 0, 255]} (default: the model\'s own)')
     p.add_argument("--motion", choices=POLICIES, default=RUN.motion,
                    help="motion source policy (default: %(default)s)")
     p.add_argument("--stream", type=int, metavar="N",

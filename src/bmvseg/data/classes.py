@@ -1,13 +1,24 @@
 """Label sets: class names, palettes and the ignore index shared by datasets, models and metrics.
 
 All label maps in bmvseg are uint8 class ids with :data:`IGNORE_INDEX` (255) for void pixels,
-whatever the dataset's own encoding; readers convert on load.
+whatever the dataset's own encoding; readers convert on load.  A run's classes travel with its
+labels as :class:`ClassSet` (``classes.json`` and the summary's ``classes``); a user's own
+colours come from a palette file (:func:`read_palette`).
 """
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
 import cv2
 import numpy as np
+
+from bmvseg.data.legend import Legend
+from bmvseg.errors import BmvsegError
 
 IGNORE_INDEX = 255
 
@@ -121,11 +132,87 @@ def blend(image: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: flo
 
 
 def overlay_frame(image: np.ndarray, labels: np.ndarray, palette: np.ndarray,
-                  keyframe: bool = False) -> np.ndarray:  # fmt: skip
-    """One frame of a run's overlay video: labels blended over the image, and a white frame
-    around keyframes, so a viewer sees where the feature network ran."""
+                  keyframe: bool = False, legend: Legend | None = None) -> np.ndarray:  # fmt: skip
+    """One frame of a run's overlay video: labels blended over the image, the ``legend`` strip
+    of the classes present along the bottom, and a white frame around keyframes, so a viewer
+    sees where the feature network ran (the legend says so)."""
     out = blend(image, labels, palette)
+    if legend is not None:
+        legend.draw_on(out, labels)
     if keyframe:
         h, w = out.shape[:2]
         cv2.rectangle(out, (0, 0), (w - 1, h - 1), (255, 255, 255), max(2, min(h, w) // 120))
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class ClassSet:
+    """The classes a run's labels mean: label id i is ``names[i]``, drawn in ``palette[i]``.
+
+    ``void_output`` is the network output a model removes (its ids after it are shifted down;
+    see :mod:`bmvseg.models.base`); void pixels in label maps are :data:`IGNORE_INDEX`.
+    """
+
+    names: tuple[str, ...]
+    palette: np.ndarray  # (len(names), 3) uint8 RGB
+    void_output: int | None = None
+
+    @classmethod
+    def of(cls, model) -> ClassSet:
+        """A model's reported classes, in its palette (a ``--palette`` already applied)."""
+        return cls(tuple(model.class_names), np.asarray(model.palette, np.uint8),
+                   getattr(model, "void_index", None))  # fmt: skip
+
+    def record(self) -> dict:
+        """The JSON form written as ``classes.json`` and the summary's ``classes``."""
+        return {
+            "void_id": IGNORE_INDEX,
+            "void_output": self.void_output,
+            "classes": [
+                {"id": i, "name": n, "color": [int(c) for c in self.palette[i]]}
+                for i, n in enumerate(self.names)
+            ],  # fmt: skip
+        }
+
+    def legend(self, keyframe_note: bool = True) -> Legend:
+        return Legend(self.names, self.palette, keyframe_note=keyframe_note)
+
+
+def read_palette(source: str | os.PathLike | Mapping, names: Sequence[str],
+                 default: np.ndarray) -> np.ndarray:  # fmt: skip
+    """``default`` with the colours a palette gives: a JSON file (or a mapping) of class id or
+    name -> ``[r, g, b]``; any mistake is one ``BmvsegError`` line naming it."""
+    where = "palette" if isinstance(source, Mapping) else f"palette {source}"
+    if isinstance(source, Mapping):
+        given = source
+    else:
+        try:
+            given = json.loads(Path(source).read_text())
+        except OSError as exc:
+            raise BmvsegError(f"cannot read {where}: {exc.strerror or exc}") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BmvsegError(f"{where} is not JSON: {exc}") from None
+        if not isinstance(given, dict):
+            raise BmvsegError(f"{where} must be a JSON object of class -> [r, g, b], "
+                              f"not {type(given).__name__}")  # fmt: skip
+    ids = {n: i for i, n in enumerate(names)}
+    out = np.asarray(default, np.uint8).copy()
+    seen: dict[int, str] = {}
+    for key, colour in given.items():
+        text = str(key)
+        i = ids.get(text, int(text) if text.isdigit() else None)
+        if i is None or i >= len(names):
+            shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+            raise BmvsegError(f"{where}: unknown class {text!r}; the model's classes are ids "
+                              f"0..{len(names) - 1} or names ({shown})")  # fmt: skip
+        if i in seen:
+            raise BmvsegError(f"{where}: class {i} ({names[i]}) is given twice "
+                              f"({seen[i]!r} and {text!r})")  # fmt: skip
+        if not (isinstance(colour, list | tuple) and len(colour) == 3 and all(
+                isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255
+                for c in colour)):  # fmt: skip
+            raise BmvsegError(f"{where}: the colour of {text!r} must be [r, g, b] with integers "
+                              f"0..255, got {str(colour)[:40]}")  # fmt: skip
+        seen[i] = text
+        out[i] = colour
     return out

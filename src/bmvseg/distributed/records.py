@@ -210,7 +210,8 @@ class Records:
         chunking = {
             "chunk_frames": self.size,
             "resumed_chunks": v.resumed,
-            "chunks": [{k: x for k, x in st.items() if k != "keyframes"} for st in stats],
+            "chunks": [{k: x for k, x in st.items() if k not in ("keyframes", "classes")}
+                       for st in stats],
         }
         summary = summarize(stats, about=v.about, identity=v.identity,
                             wall_s=time.perf_counter() - v.t0, rotation=v.rotation,

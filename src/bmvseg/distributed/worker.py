@@ -87,7 +87,7 @@ class ChunkSegmenter:
         timer = StageTimer()
         self.engine.timer = timer
         labels: list[bytes] = []
-        log = FrameLog()
+        log = FrameLog(self.engine.model)
         first_s: float | None = None
         buf = io.BytesIO()
         encoder: OverlayEncoder | None = None
@@ -108,7 +108,7 @@ class ChunkSegmenter:
                 log.add(res)
                 if overlay:
                     if encoder is None:
-                        encoder = OverlayEncoder(buf, reader.fps, self.engine.model.palette)
+                        encoder = OverlayEncoder(buf, reader.fps, log.classes)
                     encoder.add(res)
                 tick()
             frames.close()

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 import bmvseg
+from bmvseg.data.classes import ClassSet
 from bmvseg.errors import BmvsegError
 from bmvseg.evaluation import clips as clipsmod
 from bmvseg.evaluation import report, throughput
@@ -28,6 +29,7 @@ from bmvseg.evaluation.placement import PLACEMENT_COLUMNS, compare_placements, p
 from bmvseg.evaluation.sweep import AccuracySweep, variants_of
 from bmvseg.models.registry import fusion_weights_for
 from bmvseg.output import claim_output_dir
+from bmvseg.output.frames import CLASSES_FILE
 from bmvseg.run.build import load_conv_fusion, prepare_model
 from bmvseg.run.options import RunOptions
 from bmvseg.schemes.fusion import FUSIONS
@@ -128,28 +130,30 @@ def run_benchmark(spec: BenchmarkSpec) -> tuple[str, list[str]]:
             base, runs = throughput.sweep(model, speed_video, variants, spec.intervals, opts,
                                           end=spec.max_frames)  # fmt: skip
         width, height = _size(speed_video)
-    spread = throughput.baseline_spread(base)
-    if spread > throughput.BASELINE_TOLERANCE:
-        notes.append(f"throughput rows unreliable: the two per-frame passes differ by "
-                     f"{100 * spread:.0f}% (a busy machine?); rerun on a quiet one")  # fmt: skip
-    base_fps = float(np.mean([b.fps for b in base])) if base else float("nan")
+    warning = throughput.baseline_warning(base)
+    if warning:
+        notes.append(warning)
+    base_fps = float(np.mean([b.fps for b in base])) if base else None
     speed = {(t.variant, t.interval): t for t in runs}
     table = report.rows(sweep, variants, spec.intervals, base_fps, speed)
 
     what = "agreement with the per-frame model (fidelity, NOT accuracy)" if spec.reference else (
         "mIoU against ground truth")  # fmt: skip
-    cut = f", split: {model.split}" if getattr(model, "split", None) else ""
+    cut = f", split: {model.split}" if model.split else ""
     note = (f"Model `{model_name}` ({opts.weights or 'random'} weights{cut}), {clips[0].name}"
             f"{f' and {len(clips) - 1} more clips' if len(clips) > 1 else ''}, {width}x{height}; "
-            f"{what}; throughput of `bmvseg segment` (decode, label PNGs and overlay written) on "
-            f"{platform.machine()} {_cpu()} with {torch.get_num_threads()} threads.")  # fmt: skip
+            f"{what}; " + (f"throughput of `bmvseg segment` (decode, label PNGs and overlay "
+            f"written) on {platform.machine()} {_cpu()} with {torch.get_num_threads()} threads."
+            if base else "throughput not measured."))  # fmt: skip
     if spec.dataset == "camvid":
         note += (" CamVid run at 15 Hz: one frame step here is two of the paper's 30 Hz steps, "
                  "so interval n here spans the time of the paper's 2n.")  # fmt: skip
+    classes = ClassSet.of(model)
     files = {
         "results.csv": report.csv_text(table),
         "phases.csv": report.csv_text(sweep.phase_rows(), report.PHASE_COLUMNS),
-        "table.md": report.table_md(table, spec.intervals, note),
+        "table.md": report.warning_md(warning) + report.table_md(table, spec.intervals, note)
+        + "\n" + report.classes_md(classes.record()),  # fmt: skip
         "fusion.md": report.fusion_md(sweep, variants, note + " Distance d: the frame sits d "
                                       "frames after one keyframe and d before the next (n = 2d); "
                                       "forward/backward = one direction only."),  # fmt: skip
@@ -163,17 +167,20 @@ def run_benchmark(spec: BenchmarkSpec) -> tuple[str, list[str]]:
                                              "adaptive as `--keyframes adaptive` runs it.")
     for name, text in files.items():
         out.write_bytes(out.path / name, text.encode())
+    out.write_json(CLASSES_FILE, classes.record())
     title = f"{model_name} on {clips[0].name} ({width}x{height})"
-    report.plot_tradeoff(table, "miou_avg", out.path / "accuracy_vs_throughput.png", title)
-    report.plot_tradeoff(table, "miou_min", out.path / "min_accuracy_vs_throughput.png", title)
+    for key, name in (("miou_avg", "accuracy_vs_throughput.png"),
+                      ("miou_min", "min_accuracy_vs_throughput.png")):  # fmt: skip
+        report.plot_tradeoff(table, key, out.path / name, title, warning)
     if sweep.examples and "images" in sweep.examples:
-        report.plot_examples(sweep.examples, model.palette, out.path / "examples.png",
+        report.plot_examples(sweep.examples, classes, out.path / "examples.png",
                              f"{title}: keyframe interval {sweep.example_interval}")  # fmt: skip
     summary = {
         "command": spec.command,
         "model": model_name,
         "weights": str(opts.weights),
-        "split": getattr(model, "split", None),
+        "split": model.split,
+        "classes": classes.record(),
         "reference": spec.reference or "ground truth",
         "measures": what,
         "clips": [{"name": c.name, "encoding": c.encoding} for c in clips],
@@ -189,7 +196,7 @@ def run_benchmark(spec: BenchmarkSpec) -> tuple[str, list[str]]:
         "wall_time_s": round(time.perf_counter() - t_start, 1),
     }  # fmt: skip
     out.write_json("summary.json", summary)
-    text = report.table_md(table, spec.intervals, note)
+    text = report.table_md(table, spec.intervals, note)  # the warning is among the notes
     if placements:
         text += "\n" + files["placement.md"]
     return text, notes

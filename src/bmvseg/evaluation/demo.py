@@ -17,12 +17,13 @@ import numpy as np
 import torch
 
 from bmvseg import progress
-from bmvseg.data.classes import colorize
+from bmvseg.data.classes import ClassSet, colorize
 from bmvseg.data.synthetic.clip import read_clip, render_clip, write_clip
 from bmvseg.evaluation import report, throughput
 from bmvseg.evaluation.clips import ENCODING, EvalClip
 from bmvseg.evaluation.sweep import AccuracySweep, variants_of
 from bmvseg.output import claim_output_dir
+from bmvseg.output.frames import CLASSES_FILE
 from bmvseg.run.build import prepare_model
 from bmvseg.run.iterate import segment
 from bmvseg.run.options import RunOptions
@@ -55,6 +56,9 @@ def run_demo(output: str | os.PathLike, *, seed: int = 200007, frames: int = 90,
     sweep = AccuracySweep(net, VARIANTS, INTERVALS)
     per_frame = sweep.add_clip(clip)
     base, runs = throughput.sweep(net, video, VARIANTS, INTERVALS, opts)
+    warning = throughput.baseline_warning(base)
+    if warning:
+        say(f"warning: {warning}")
     base_fps = float(np.mean([b.fps for b in base]))
     table = report.rows(
         sweep, VARIANTS, INTERVALS, base_fps, {(t.variant, t.interval): t for t in runs}
@@ -64,13 +68,16 @@ def run_demo(output: str | os.PathLike, *, seed: int = 200007, frames: int = 90,
             f"{seed}); mIoU against the generator's exact labels; fps of `bmvseg segment` here "
             "(decode, label PNGs and overlay written); speedup against per-frame in the same "
             "run.")  # fmt: skip
-    md = report.table_md(table, INTERVALS, note)
-    report.plot_tradeoff(table, "miou_avg", out.path / "accuracy_vs_throughput.png",
-                         f"bmvseg demo: {model}, generated {w}x{h} street clip")  # fmt: skip
+    md = report.warning_md(warning) + report.table_md(table, INTERVALS, note)
+    title = f"bmvseg demo: {model}, generated {w}x{h} street clip"
+    report.plot_tradeoff(table, "miou_avg", out.path / "accuracy_vs_throughput.png", title, warning)
+    classes = ClassSet.of(net)
+    out.write_json(CLASSES_FILE, classes.record())
     _side_by_side(net, video, truth, per_frame, interval, out.path, rendered.fps, opts.scheme)
     text = ("# bmvseg demo\n\n" + md + "\nFiles: `side_by_side.mp4` (input | ground truth | "
-            f"per-frame | {opts.scheme} k={interval}), `side_by_side.png` (one frame of it), "
-            "`accuracy_vs_throughput.png`, `results.csv`.\n")  # fmt: skip
+            f"per-frame | {opts.scheme} k={interval}, the classes' colours under them), "
+            "`side_by_side.png` (one frame of it), `accuracy_vs_throughput.png`, "
+            "`results.csv`, `classes.json`.\n\n" + report.classes_md(classes.record()))  # fmt: skip
     out.write_bytes(out.path / "report.md", text.encode())
     return md
 
@@ -78,8 +85,9 @@ def run_demo(output: str | os.PathLike, *, seed: int = 200007, frames: int = 90,
 def _side_by_side(model, video: Path, truth: np.ndarray, per_frame: dict[int, np.ndarray],
                   n: int, out: Path, fps: float, scheme: str) -> None:  # fmt: skip
     """input | ground truth | per-frame | ``scheme`` (the default one), with scheme, offset and
-    running fps drawn."""
+    running fps drawn, and the legend of every class under them (the same on every frame)."""
     palette = model.palette
+    legend = ClassSet.of(model).legend(keyframe_note=False)
     still = None
     t0 = time.perf_counter()
     with VideoWriter(out / "side_by_side.mp4", fps=fps) as wr:
@@ -94,7 +102,9 @@ def _side_by_side(model, video: Path, truth: np.ndarray, per_frame: dict[int, np
                 _caption(colorize(per_frame[res.index], palette), "per-frame"),
                 _caption(colorize(res.labels, palette), f"{scheme} k={n} {tag} {rate:.0f} fps"),
             ]
-            frame = np.concatenate(panels, axis=1)
+            row = np.concatenate(panels, axis=1)
+            strip = legend.strip(range(len(palette)), row.shape[1])
+            frame = np.concatenate([row, strip], axis=0)
             wr.write(frame)
             if still is None and res.offset == n // 2 and res.index > n:
                 still = frame

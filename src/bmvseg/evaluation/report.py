@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure  # a Figure of its own: the user's pyplot backend is untouched
+from matplotlib.patches import Patch
 
-from bmvseg.data.classes import colorize
+from bmvseg.data.classes import ClassSet, colorize
 from bmvseg.evaluation.sweep import FUSION_TABLE_DISTANCES, AccuracySweep, Variant
 from bmvseg.evaluation.throughput import Throughput
 from bmvseg.schemes.registry import scheme_traits
@@ -40,24 +41,28 @@ def is_reference(r: dict) -> bool:
 
 
 def rows(sweep: AccuracySweep, variants: list[Variant], intervals: list[int],
-         base_fps: float, speed: dict[tuple[Variant, int], Throughput]) -> list[dict]:  # fmt: skip
-    """One row per variant and interval (per-frame once, at interval 1)."""
+         base_fps: float | None, speed: dict[tuple[Variant, int], Throughput]
+         ) -> list[dict]:  # fmt: skip
+    """One row per variant and interval (per-frame once, at interval 1).  A row has ``fps``
+    and ``speedup`` only where they were measured (``base_fps`` None: no timing runs)."""
     out = []
     for v in variants:
         for n in intervals if v.traits.uses_interval else [1]:
             avg, mn = sweep.miou_avg_min(v, n)
+            row = {"scheme": v.scheme, "fusion": v.fusion, "interval": n,
+                   "miou_avg": round(avg, 2), "miou_min": round(mn, 2)}  # fmt: skip
             t = speed.get((v, n))
-            fps = (t.fps if t else float("nan")) if v.traits.uses_interval else base_fps
-            out.append({
-                "scheme": v.scheme, "fusion": v.fusion, "interval": n,
-                "miou_avg": round(avg, 2), "miou_min": round(mn, 2),
-                "fps": round(fps, 3), "speedup": round(fps / base_fps, 3),
-            })  # fmt: skip
+            fps = (t.fps if t else None) if v.traits.uses_interval else base_fps
+            if fps is not None and base_fps:
+                row.update(fps=round(fps, 3), speedup=round(fps / base_fps, 3))
+            out.append(row)
     return out
 
 
 def csv_text(table: list[dict], columns: tuple[str, ...] = COLUMNS) -> str:
-    """Rows as CSV with ``columns`` in that order (written atomically by the caller)."""
+    """Rows as CSV with those of ``columns`` they have, in that order (written atomically by the
+    caller); a column no row has (``fps`` without timing runs) is left out, never empty."""
+    columns = tuple(c for c in columns if any(c in r for r in table)) or columns
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     w.writeheader()
@@ -73,11 +78,13 @@ def table_md(table: list[dict], intervals: list[int], note: str) -> str:
     by = {(row_name(r), r["interval"]): r for r in table}
     once = {row_name(r) for r in table if is_reference(r)}
     for metric, key, fmt in METRICS:
+        if not any(key in r for r in table):  # not measured (no timing runs): no row
+            continue
         for name in row_names(table):
             cells = []
             for n in intervals:
                 r = by.get((name, n)) or (by.get((name, 1)) if name in once else None)
-                cells.append(fmt.format(r[key]) if r else "")
+                cells.append(fmt.format(r[key]) if r and key in r else "")
             lines.append(f"| {metric} | {name} | " + " | ".join(cells) + " |")
     return note + "\n\n" + head + "\n".join(lines) + "\n"
 
@@ -110,33 +117,59 @@ def breakdown_md(base: list[Throughput], runs: list[Throughput], note: str) -> s
     return note + "\n\n" + head + "\n" + "\n".join(lines) + "\n"
 
 
-def plot_tradeoff(table: list[dict], key: str, path: Path, title: str) -> None:
-    """Figures 3 and 5: accuracy against throughput, one curve per scheme, points labelled n."""
+def plot_tradeoff(table: list[dict], key: str, path: Path, title: str,
+                  warning: str | None = None) -> None:  # fmt: skip
+    """Figures 3 and 5: accuracy against throughput, one curve per scheme, points labelled n
+    (against the keyframe interval where throughput was not measured).  ``warning`` (speed
+    figures taken on a busy machine) is written in red across the top."""
+    x = "fps" if any("fps" in r for r in table) else "interval"
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
     for name in row_names(table):
         pts = [r for r in table if row_name(r) == name]
-        xs, ys = [r["fps"] for r in pts], [r[key] for r in pts]
+        xs, ys = [r[x] for r in pts], [r[key] for r in pts]
         marker = "*" if is_reference(pts[0]) else "o"
         ax.plot(xs, ys, marker=marker, label=name, ms=9 if marker == "*" else 4)
         for r in pts:
             if not is_reference(r):
-                ax.annotate(str(r["interval"]), (r["fps"], r[key]), fontsize=7,
+                ax.annotate(str(r["interval"]), (r[x], r[key]), fontsize=7,
                             textcoords="offset points", xytext=(3, 3))  # fmt: skip
-    ax.set_xlabel("throughput (frames/s, decode included)")
+    ax.set_xlabel("throughput (frames/s, decode included)" if x == "fps" else
+                  "keyframe interval (throughput not measured)")  # fmt: skip
     ax.set_ylabel("mIoU (%)" + (" — worst offset" if key == "miou_min" else " — all offsets"))
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
+    if warning:
+        fig.subplots_adjust(top=0.83)
+        fig.text(0.5, 0.985, "WARNING: " + warning, color="red", fontsize=7.5, ha="center",
+                 va="top", wrap=True)  # fmt: skip
     fig.savefig(path, dpi=110)
 
 
-def plot_examples(examples: dict, palette: np.ndarray, path: Path, title: str) -> None:
-    """The paper's Fig. 4: frames k..k+n-1 and, under them, each scheme's labels."""
+def warning_md(warning: str | None) -> str:
+    """A report's warning paragraph (empty without one)."""
+    return f"**Warning: {warning}.**\n\n" if warning else ""
+
+
+def classes_md(record: dict) -> str:
+    """What the label ids and colours mean (a :meth:`ClassSet.record`), as a Markdown table."""
+    lines = ["| id | class | colour (RGB) |", "|---|---|---|"]
+    for c in record["classes"]:
+        r, g, b = c["color"]
+        lines.append(f"| {c['id']} | {c['name']} | #{r:02x}{g:02x}{b:02x} ({r}, {g}, {b}) |")
+    void = f"Void pixels (unlabelled ground truth) are id {record['void_id']}, drawn black."
+    return "## Classes\n\n" + "\n".join(lines) + "\n\n" + void + "\n"
+
+
+def plot_examples(examples: dict, classes: ClassSet, path: Path, title: str) -> None:
+    """The paper's Fig. 4: frames k..k+n-1 and, under them, each scheme's labels; a legend of
+    the classes shown."""
     rows_ = list(examples)  # images, ground truth, the reference scheme, then the others
     n = len(examples["images"])
-    fig = Figure(figsize=(1.9 * n, 1.5 * len(rows_) + 0.4))
+    palette = classes.palette
+    fig = Figure(figsize=(1.9 * n, 1.5 * len(rows_) + 0.9))
     axes = fig.subplots(len(rows_), n, squeeze=False)
     for i, name in enumerate(rows_):
         for p in range(n):
@@ -151,5 +184,10 @@ def plot_examples(examples: dict, palette: np.ndarray, path: Path, title: str) -
             if p == 0:
                 ax.set_ylabel(name, fontsize=7)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    shown = sorted({int(i) for name in rows_[1:] for img in examples[name] if img is not None
+                    for i in np.unique(img) if i < len(classes.names)})  # fmt: skip
+    handles = [Patch(color=palette[i] / 255, label=classes.names[i]) for i in shown]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(shown), 8) or 1, fontsize=7,
+               frameon=False)  # fmt: skip
+    fig.tight_layout(rect=(0, 0.5 / (1.5 * len(rows_) + 0.9), 1, 1))
     fig.savefig(path, dpi=90)

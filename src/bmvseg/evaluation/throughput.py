@@ -4,7 +4,8 @@ Every configuration runs :func:`bmvseg.run.segment_to_dir` (decode, engine, labe
 overlay written) over the same video in one process, into a temporary directory, so speed is
 reported as a ratio to the per-frame run measured beside it (machines are shared and noisy).
 Per-frame is measured first and last; the mean is the baseline, and the two passes disagreeing
-by more than :data:`BASELINE_TOLERANCE` flags the rows as unreliable.
+by more than :data:`BASELINE_TOLERANCE` flags the rows as unreliable (:func:`baseline_warning`,
+which the benchmark and the demo print, write in their reports and draw on their plots).
 """
 
 from __future__ import annotations
@@ -77,3 +78,21 @@ def baseline_spread(base: Sequence[Throughput]) -> float:
     """Relative disagreement of the per-frame passes: |a - b| / mean (0 with one pass)."""
     fps = [b.fps for b in base]
     return abs(max(fps) - min(fps)) / (sum(fps) / len(fps)) if len(fps) > 1 else 0.0
+
+
+def baseline_warning(base: Sequence[Throughput]) -> str | None:
+    """The warning for speed figures taken while the machine was busy, or None.
+
+    The two per-frame passes run the same work at the start and the end of the timing runs:
+    when they disagree by more than :data:`BASELINE_TOLERANCE`, the machine's load changed
+    meanwhile and every speed figure between them is as uncertain.
+    """
+    spread = baseline_spread(base)
+    if spread <= BASELINE_TOLERANCE:
+        return None
+    first, last = base[0].fps, base[-1].fps
+    return (
+        f"speed figures unreliable: the two per-frame passes differ by {100 * spread:.0f}% "
+        f"({first:.1f} fps first, {last:.1f} fps last; over {100 * BASELINE_TOLERANCE:.0f}% "
+        "means a busy machine); rerun on a quiet one"
+    )

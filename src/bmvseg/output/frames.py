@@ -6,13 +6,15 @@ added here once:
 
 - :func:`label_png`: a frame's label file (uint8 class ids as PNG; :func:`check_storable`
   refuses a model whose class ids do not fit, before any folder is claimed);
-- :class:`OverlayEncoder`: the overlay video (labels blended over the frame, keyframes marked),
-  written to any seekable binary file, a temporary file or a chunk's in-memory piece;
+- :class:`OverlayEncoder`: the overlay video (labels blended over the frame, a legend strip of
+  the classes present, keyframes marked), written to any seekable binary file, a temporary
+  file or a chunk's in-memory piece;
 - :class:`FrameLog`: the facts of a run of frames (count, keyframes, damage, the reader's
-  choices), the same for a whole video and for a chunk; :mod:`bmvseg.output.summary` merges
-  them into the summary;
-- :class:`FrameSink`: a claimed folder's label files and overlay, each file written whole
-  under a new temporary name and renamed into place (:class:`~bmvseg.output.rundir.RunDir`).
+  choices, the model's classes and cut), the same for a whole video and for a chunk;
+  :mod:`bmvseg.output.summary` merges them into the summary;
+- :class:`FrameSink`: a claimed folder's label files, overlay, ``classes.json`` and
+  ``summary.json``, each file written whole under a new temporary name and renamed into place
+  (:class:`~bmvseg.output.rundir.RunDir`).
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ from typing import Any, BinaryIO
 import cv2
 import numpy as np
 
-from bmvseg.data.classes import overlay_frame
+from bmvseg.data.classes import ClassSet, overlay_frame
 from bmvseg.errors import BmvsegError
 from bmvseg.output.overlay import join_pieces
 from bmvseg.output.rundir import RunDir
 from bmvseg.video.encode import OVERLAY_OPTIONS, VideoWriter
 
 MAX_CLASSES = 256  # label files hold uint8 class ids
+CLASSES_FILE = "classes.json"  # ClassSet.record() of the run's model, beside its labels
 
 
 def check_storable(num_classes: int, model: str = "the model") -> None:
@@ -52,12 +55,13 @@ def label_png(labels: np.ndarray) -> bytes:
 class OverlayEncoder:
     """The overlay video into ``dest`` (an open seekable binary file), one result at a time."""
 
-    def __init__(self, dest: BinaryIO, fps: float, palette: np.ndarray) -> None:
-        self.palette = palette
+    def __init__(self, dest: BinaryIO, fps: float, classes: ClassSet) -> None:
+        self.classes = classes
+        self._legend = classes.legend()
         self._writer = VideoWriter(dest, fps=fps, options=OVERLAY_OPTIONS, container_format="mp4")
 
     def add(self, res: Any) -> None:
-        rgb = overlay_frame(res.image, res.labels, self.palette, res.keyframe)
+        rgb = overlay_frame(res.image, res.labels, self.classes.palette, res.keyframe, self._legend)
         self._writer.write(rgb, time=res.time)
 
     def close(self) -> None:
@@ -65,9 +69,11 @@ class OverlayEncoder:
 
 
 class FrameLog:
-    """What a run of frames says about itself (see :meth:`facts`)."""
+    """What a run of frames says about itself (see :meth:`facts`); ``model``: what made them."""
 
-    def __init__(self) -> None:
+    def __init__(self, model: Any = None) -> None:
+        self.classes = ClassSet.of(model) if model is not None else None
+        self.split = getattr(model, "split", None)
         self.frames = 0
         self.keyframes: list[dict] = []
         self.first_time: float | None = None
@@ -99,6 +105,8 @@ class FrameLog:
             "height": reader.height,
             "input_fps": reader.fps,
             "stage_ms_per_frame": {k: round(v, 3) for k, v in stage_ms.items()},
+            "classes": self.classes.record() if self.classes is not None else None,
+            "model_split": self.split,
         }
 
 
@@ -107,20 +115,21 @@ class FrameSink:
 
     ``write`` takes engine results (a single run); ``write_png`` takes label files already
     encoded elsewhere (a chunk's results) and ``join_overlay`` the chunks' overlay pieces.
-    Label files of frames before ``from_index`` are kept as they are (a resumed run).
+    Label files of frames before ``from_index`` are kept as they are (a resumed run).  The
+    overlay is drawn only with ``classes`` (a chunk's pieces are drawn by its worker).
     """
 
     def __init__(self, out: RunDir, *, overlay: bool, fps: float = 25.0,
-                 palette: np.ndarray | None = None, from_index: int = 0) -> None:  # fmt: skip
+                 classes: ClassSet | None = None, from_index: int = 0) -> None:  # fmt: skip
         self.out = out
         self.from_index = from_index
         self.overlay_path = out.path / "overlay.mp4"
         self._tmp: Path | None = None
         self._file: BinaryIO | None = None
         self._encoder: OverlayEncoder | None = None
-        if overlay and palette is not None:
+        if overlay and classes is not None:
             self._tmp, self._file = out.create_tmp(self.overlay_path)
-            self._encoder = OverlayEncoder(self._file, fps, palette)
+            self._encoder = OverlayEncoder(self._file, fps, classes)
 
     def write(self, res: Any) -> None:
         if res.index >= self.from_index:
@@ -165,5 +174,8 @@ class FrameSink:
         self.out.commit(tmp, self.overlay_path)
 
     def write_summary(self, summary: dict) -> None:
-        """``summary.json``, written last: it says the run is complete."""
+        """``classes.json`` (the summary's ``classes``: what the label ids mean, for readers
+        that want only that), then ``summary.json``, written last: it says the run is complete."""
+        if summary.get("classes") is not None:
+            self.out.write_json(CLASSES_FILE, summary["classes"])
         self.out.write_json("summary.json", summary)

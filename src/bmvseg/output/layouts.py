@@ -24,13 +24,16 @@ class Layout:
 
 
 LAYOUTS: dict[str, Layout] = {
-    "segment": Layout(("run.json", "summary.json", "overlay.mp4", f"labels/{INDEX}.png")),
+    "segment": Layout(
+        ("run.json", "summary.json", "classes.json", "overlay.mp4", f"labels/{INDEX}.png")
+    ),
     # A video segmented in chunks by a job (bmvseg.distributed): segment's files, and each
     # finished chunk's marker and overlay piece until the video is complete.
     "chunked": Layout(
         (
             "run.json",
             "summary.json",
+            "classes.json",
             "overlay.mp4",
             f"labels/{INDEX}.png",
             f".chunks/{INDEX}-{INDEX}.json",
@@ -44,6 +47,7 @@ LAYOUTS: dict[str, Layout] = {
     "benchmark": Layout(
         (
             "summary.json",
+            "classes.json",
             "results.csv",
             "phases.csv",
             "placement.csv",
@@ -62,6 +66,7 @@ LAYOUTS: dict[str, Layout] = {
     "demo": Layout(
         (
             "report.md",
+            "classes.json",
             "results.csv",
             "accuracy_vs_throughput.png",
             "side_by_side.mp4",

@@ -10,8 +10,11 @@ Keys: the identity (what ``--resume`` must find unchanged) and ``video``, ``vide
 ``stream_ended_early``, ``frames``, ``wall_time_s``, ``fps`` (frames segmented per second),
 ``input_fps`` (the video's frame rate), ``stage_ms_per_frame``, ``keyframes``,
 ``damaged_frames``, ``concealed_frames``, ``stream_index``, ``notices``, ``motion_source``,
-``motion_reason``, ``width``, ``height``, ``rotation``, ``command``, ``device``, ``machine``,
-``python``, ``torch``; a single run adds ``resumed_from``, a job ``job`` and ``chunking``.
+``motion_reason``, ``width``, ``height``, ``rotation``, ``classes`` (what the label ids mean:
+:meth:`bmvseg.data.classes.ClassSet.record`, also written as ``classes.json``),
+``model_split`` (the cut the model ran with; the identity's ``split`` is the option as given,
+null for the model's default), ``command``, ``device``, ``machine``, ``python``, ``torch``; a
+single run adds ``resumed_from``, a job ``job`` and ``chunking``.
 """
 
 from __future__ import annotations
@@ -82,6 +85,8 @@ def summarize(
         "width": first["width"],
         "height": first["height"],
         "rotation": rotation,
+        "classes": first.get("classes"),
+        "model_split": first.get("model_split"),
         "command": command,
         "device": device,
         "machine": platform.platform(),

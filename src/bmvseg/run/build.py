@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from bmvseg.data.classes import read_palette
 from bmvseg.devices import resolve_device
 from bmvseg.errors import BmvsegError, CheckpointError
 from bmvseg.models.base import SegmentationModel
@@ -31,11 +32,14 @@ def load_conv_fusion(model: SegmentationModel, path: str | os.PathLike) -> ConvF
 
 
 def prepare_model(options: RunOptions) -> SegmentationModel:
-    """The options' model on their device, channels_last, eval mode (built if named)."""
+    """The options' model on their device, channels_last, eval mode (built if named), in the
+    options' palette if they give one."""
     device = resolve_device(options.device)
     model = options.model
     if isinstance(model, str):
         model = build_model(model, weights=options.weights, device=device, split=options.split)
+    if options.palette is not None:
+        model.palette = read_palette(options.palette, model.class_names, model.palette)
     return model.to(device).to(memory_format=torch.channels_last).eval()
 
 

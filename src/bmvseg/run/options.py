@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
 import torch
@@ -42,6 +43,9 @@ class RunOptions:
     motion: str = "auto"  # motion policy (bmvseg.video.reader)
     stream: int | None = None  # which video stream (None: the reader's choice)
     fusion_weights: str | os.PathLike | None = None  # conv fusion (None: beside the weights)
+    # The overlay's colours: a JSON file or a mapping of class id or name -> [r, g, b] (None:
+    # the model's own).  Not part of the identity: it changes no label.
+    palette: str | os.PathLike | Mapping | None = None
     engine: EngineConfig = field(default_factory=EngineConfig)
 
     def __init__(self, engine: EngineConfig | None = None, **options) -> None:
@@ -88,6 +92,7 @@ class RunOptions:
         """The options that change the labels (what ``--resume`` must find unchanged)."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "engine"}
         out.pop("device")
+        out.pop("palette")
         out.update({k: v for k, v in dataclasses.asdict(self.engine).items()
                     if k not in _NOT_IDENTITY})  # fmt: skip
         out["model"] = self.model if isinstance(self.model, str) else type(self.model).__name__

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bmvseg.data.classes import ClassSet
 from bmvseg.errors import BmvsegError
 from bmvseg.output import claim_output_dir, input_fingerprint
 from bmvseg.output.frames import FrameLog, FrameSink, check_storable
@@ -78,7 +79,7 @@ def segment_to_dir(
             missing = out.done_prefix(start)
             resume_from = max(run_from, next(i for i in range(missing, -1, -1) if stable(i)))
         out.write_json("run.json", {**about, **identity})
-        sink = FrameSink(out, overlay=overlay, fps=reader.fps, palette=engine.model.palette,
+        sink = FrameSink(out, overlay=overlay, fps=reader.fps, classes=ClassSet.of(engine.model),
                          from_index=max(start, resume_from))  # fmt: skip
         span = _Span(start, end, run_from, resume_from)
         part, wall = _write(reader, engine, sink, progress, span)
@@ -140,7 +141,7 @@ def _write(
     # No end for the reader: a fusing scheme reads on to the keyframe after ``end - 1``, and
     # the engine stops reading when it has the range.
     frames = ahead(reader.frames(start=span.run_from), depth=8)
-    log = FrameLog()
+    log = FrameLog(engine.model)
     total = span.total(reader.frame_count)
     t0 = time.perf_counter()
     try:
