@@ -29,6 +29,7 @@ from bmvseg.models.base import Features, SegmentationModel
 from bmvseg.schemes.base import FrameResult, Marked, RunContext
 from bmvseg.schemes.config import EngineConfig
 from bmvseg.schemes.fusion import ConvFusion
+from bmvseg.schemes.keyframes import KeyframeSchedule
 from bmvseg.schemes.labels import labels_from_lowres_logits
 from bmvseg.schemes.propagation import Carrier
 from bmvseg.schemes.registry import SCHEMES, scheme_class
@@ -131,14 +132,16 @@ class Engine:
         start: int = 0,
         end: int | None = None,
         wanted: Container[int] | None = None,
+        schedule: KeyframeSchedule | None = None,
     ) -> Iterator[FrameResult]:
         """Segment ``frames`` (which must begin at ``start``), yielding results for [start, end).
 
         With ``wanted``, only those frames' results are yielded, and work no wanted frame
-        needs (warps, fusion, task network) is skipped.
+        needs (warps, fusion, task network) is skipped.  ``schedule`` replaces the config's
+        keyframe placement (a live run's: :mod:`bmvseg.schemes.keep_up`).
         """
         cfg = self.cfg
-        schedule = cfg.schedule()
+        schedule = cfg.schedule() if schedule is None else schedule
         if not schedule.stable(start):
             raise BmvsegError(
                 f"range start {start} is not a keyframe every run places (fixed: frame "
