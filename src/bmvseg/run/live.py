@@ -172,7 +172,7 @@ def segment_live_to_dir(
                 notice=notice)  # fmt: skip
     keep = None
     if live.keep_up and cfg.traits.uses_interval and cfg.interval < max_interval:
-        keep = KeepUpSchedule(cfg.interval, max_interval, feed.backlog)
+        keep = KeepUpSchedule(cfg.interval, max_interval, feed.backlog, lambda: feed.dropped)
     run = _LiveRun(feed, engine, keep, about, identity, str(options.device),
                    command or "bmvseg.segment_live_to_dir (Python)")  # fmt: skip
     sink = LiveSink(out, overlay=overlay and live.overlay_url is None,

@@ -126,12 +126,15 @@ class Feed:
 
     def _put(self, fr: Frame, arrived: float) -> None:
         with self._cond:
-            self.received += 1
             if self.keep_up and self._queued >= self.capacity:  # even the longest interval lags
+                self.received += 1
                 self._drop(fr.index)
                 return
             while self._queued >= self.capacity and not self._halted():
                 self._cond.wait(0.1)
+            if self._halted():  # read after the stop: the consumer may have ended already
+                return
+            self.received += 1
             if self._gap is not None:
                 self._queue.append(_Gap(self._gap))
                 self._gap = None

@@ -6,8 +6,11 @@ frames queue up and every frame's delay grows without bound.  Keyframes are the 
 the schedule looks at the backlog (frames that have arrived and wait for the engine, counted by
 the caller: :class:`bmvseg.run.live_feed.Feed`) and picks the interval up to the next one:
 
-- **behind** (more frames waiting than the current interval): the interval doubles, up to
-  ``max_interval``;
+- **behind** (more frames waiting than the current interval, and more than at the last
+  keyframe or frames dropped since): the interval doubles, up to ``max_interval``.  A backlog
+  that is not growing is being kept up with at the current interval: a burst (FFmpeg's stream
+  analysis hands over its first half second of frames at once; a network hiccup) is no reason
+  to lengthen;
 - **slack** (at most :data:`SLACK` frames waiting): it moves halfway back towards ``-k``
   (at least one frame shorter), so it returns to ``-k`` once the stream is easy again;
 - otherwise it stays.
@@ -37,15 +40,17 @@ class KeepUpSchedule:
 
     lookahead = 0
 
-    def __init__(self, interval: int, max_interval: int, backlog: Callable[[], int]) -> None:
+    def __init__(self, interval: int, max_interval: int, backlog: Callable[[], int],
+                 dropped: Callable[[], int] = lambda: 0) -> None:  # fmt: skip
         if not 1 <= interval <= max_interval:
             raise BmvsegError(
                 f"keep-up needs 1 <= keyframe interval <= max interval, got {interval} and "
                 f"{max_interval}"
             )
         self.interval, self.max_interval, self.current = interval, max_interval, interval
-        self.backlog = backlog
+        self.backlog, self.dropped = backlog, dropped
         self.changes: list[dict[str, int]] = []
+        self._last: tuple[int, int] | None = None  # (backlog, dropped) at the last keyframe
 
     def stable(self, index: int) -> bool:
         return True  # one pass from the stream's first frame (see the module docstring)
@@ -67,9 +72,11 @@ class KeepUpSchedule:
             yield fr, reason
 
     def _adjust(self, index: int) -> None:
-        waiting = self.backlog()
+        waiting, dropped = self.backlog(), self.dropped()
+        before, self._last = self._last, (waiting, dropped)
         now = self.current
-        if waiting > now:
+        growing = before is not None and (waiting > before[0] or dropped > before[1])
+        if waiting > now and growing:
             new = min(self.max_interval, 2 * now)
         elif waiting <= SLACK:
             new = max(self.interval, now - max(1, (now - self.interval) // 2))
