@@ -14,6 +14,7 @@ from bmvseg.errors import BmvsegError
 from bmvseg.output.rundir import read_record
 from bmvseg.run import segment_to_dir
 from bmvseg.run.live import LiveOptions, live_input, segment_live_to_dir, stop_on_signals
+from bmvseg.video.inputs import describe
 from bmvseg.video.live_source import is_live
 
 
@@ -114,8 +115,9 @@ def _run_live(args: argparse.Namespace, options) -> int:
     """One live input: runs until its stream ends, Ctrl-C or SIGTERM (exit 130/143)."""
     (video,) = args.video
     if args.resume:
-        raise BmvsegError(f"--resume: {video} is a live input, read once: its frames are gone, "
-                          "so there is nothing to continue from (start a new run, --overwrite)")
+        raise BmvsegError(f"--resume: {describe(video)} is a live input, read once: its frames "
+                          "are gone, so there is nothing to continue from (start a new run, "
+                          "--overwrite)")  # fmt: skip
     if args.workers is not None or args.ray_address is not None:
         raise BmvsegError("a live input is segmented here, as it arrives: drop --workers and "
                           "--ray-address")  # fmt: skip

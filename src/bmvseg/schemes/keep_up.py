@@ -6,11 +6,12 @@ frames queue up and every frame's delay grows without bound.  Keyframes are the 
 the schedule looks at the backlog (frames that have arrived and wait for the engine, counted by
 the caller: :class:`bmvseg.run.live_feed.Feed`) and picks the interval up to the next one:
 
-- **behind** (more frames waiting than the current interval, and more than at the last
-  keyframe or frames dropped since): the interval doubles, up to ``max_interval``.  A backlog
-  that is not growing is being kept up with at the current interval: a burst (FFmpeg's stream
-  analysis hands over its first half second of frames at once; a network hiccup) is no reason
-  to lengthen;
+- **behind** (more frames waiting than the current interval, and the backlog grew, or frames
+  were dropped, over each of the last :data:`GROWING` intervals): the interval doubles, up to
+  ``max_interval``.  A backlog that does not keep growing is being kept up with at the current
+  interval: a burst (FFmpeg's stream analysis hands over its first half second of frames at
+  once, while the first keyframe warms the model up; a network hiccup) is no reason to
+  lengthen;
 - **slack** (at most :data:`SLACK` frames waiting): it moves halfway back towards ``-k``
   (at least one frame shorter), so it returns to ``-k`` once the stream is easy again;
 - otherwise it stays.
@@ -32,6 +33,7 @@ from bmvseg.schemes.keyframes import KeyframeSchedule
 from bmvseg.video.frame import Frame
 
 SLACK = 1  # frames waiting that still count as keeping up (the one being decoded)
+GROWING = 2  # intervals in a row over which the backlog must grow to count as falling behind
 
 
 class KeepUpSchedule:
@@ -51,6 +53,7 @@ class KeepUpSchedule:
         self.backlog, self.dropped = backlog, dropped
         self.changes: list[dict[str, int]] = []
         self._last: tuple[int, int] | None = None  # (backlog, dropped) at the last keyframe
+        self._grew = 0  # intervals in a row over which it grew
 
     def stable(self, index: int) -> bool:
         return True  # one pass from the stream's first frame (see the module docstring)
@@ -75,8 +78,9 @@ class KeepUpSchedule:
         waiting, dropped = self.backlog(), self.dropped()
         before, self._last = self._last, (waiting, dropped)
         now = self.current
-        growing = before is not None and (waiting > before[0] or dropped > before[1])
-        if waiting > now and growing:
+        grew = before is not None and (waiting > before[0] or dropped > before[1])
+        self._grew = self._grew + 1 if grew else 0
+        if waiting > now and self._grew >= GROWING:
             new = min(self.max_interval, 2 * now)
         elif waiting <= SLACK:
             new = max(self.interval, now - max(1, (now - self.interval) // 2))
