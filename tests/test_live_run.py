@@ -318,3 +318,35 @@ def test_a_url_that_never_answers_is_one_line(weights, tmp_path):
             segment_live_to_dir(url, tmp_path / "out", options(weights), LiveOptions(timeout=1))
     assert not (tmp_path / "out").exists()  # nothing claimed before the stream answered
     assert main(["segment", str(tmp_path), "-o", str(tmp_path / "o"), "--keep-up"]) == 2
+
+
+def test_reconnect_goes_on_where_the_stream_broke_off(clip_ts, weights, tmp_path):
+    """``reconnect``: the URL is opened again when its stream ends; indices and times go on, the
+    first frame after the break is a keyframe (``"reconnect"``); when no sender answers any
+    more, the run ends cleanly with everything it labelled."""
+    path, n = clip_ts
+    data = path.read_bytes()
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(HANG_S)
+    url = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+
+    def serve() -> None:
+        for share in (0.5, 1.0):  # the first connection breaks off half-way
+            conn, _ = server.accept()
+            with conn:
+                paced(data, n, 4 * FPS, upto=share)(conn)
+        server.close()  # then nothing listens: the next attempt is refused
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    told: list[str] = []
+    with hang_guard(HANG_S, "a reconnecting run"):
+        got = segment_live_to_dir(url, tmp_path / "out", options(weights),
+                                  LiveOptions(timeout=5, reconnect=2), notice=told.append)
+    thread.join(HANG_S)
+    assert got["reconnects"] == 1 and n < got["frames"] == got["frames_received"] < 2 * n
+    reasons = {k["index"]: k["reason"] for k in got["keyframes"]}
+    assert "reconnect" in reasons.values()
+    assert sorted(labels(tmp_path / "out")) == [f"{i:06d}.png" for i in range(got["frames"])]
+    assert sum("reconnecting" in line for line in told) == 2  # one worked, one was refused
+    assert got["complete"] and got["state"] in ("complete", "damaged", "ended early")

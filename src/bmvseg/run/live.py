@@ -52,8 +52,9 @@ SUMMARY_EVERY_S = 2.0
 
 
 def live_input(video: object) -> bool:
-    """Whether ``video`` arrives rather than lies in a file: ``-``, a URL, a character device
-    (a camera) or a named pipe."""
+    """Whether ``video`` arrives rather than lies in a file: ``-``, a URL or a character device
+    (a camera).  A named pipe stays refused as a video file is (opening one without a writer
+    would block): read it as standard input (``cat FIFO | bmvseg segment - ...``)."""
     if is_live(video):
         return True
     if not isinstance(video, (str, os.PathLike)):
@@ -62,7 +63,7 @@ def live_input(video: object) -> bool:
         mode = os.stat(video).st_mode
     except (OSError, ValueError):
         return False
-    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+    return stat.S_ISCHR(mode)
 
 
 @dataclass(frozen=True)
