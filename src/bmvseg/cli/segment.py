@@ -107,8 +107,8 @@ _LIVE_FLAGS = {"format": "--format", "timeout": "--timeout", "reconnect": "--rec
 def _refuse_live_flags(args: argparse.Namespace) -> None:
     given = [flag for dest, flag in _LIVE_FLAGS.items() if getattr(args, dest)]
     if given:
-        raise BmvsegError(f"{', '.join(given)} apply to one live input (-, a URL, a device), "
-                          f"not to video files")  # fmt: skip
+        raise BmvsegError(f"{', '.join(given)}: only for one live input (-, a URL, a device), "
+                          f"not for video files")  # fmt: skip
 
 
 def _run_live(args: argparse.Namespace, options) -> int:

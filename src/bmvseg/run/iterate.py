@@ -61,6 +61,17 @@ def open_video(
                        **kwargs)  # fmt: skip
 
 
+def check_live_keywords(live: object, timeout: object, format: object) -> None:
+    """Refuse a live-input keyword of the wrong type by name (before anything is opened)."""
+    if live is not None and not isinstance(live, bool):
+        raise BmvsegError(f"live must be True, False or None, got {live!r}")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not timeout > 0):  # fmt: skip
+        raise BmvsegError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+    if format is not None and not isinstance(format, str):
+        raise BmvsegError(f"format must be a demuxer name (a string) or None, got {format!r}")
+
+
 def segment(
     video: str | os.PathLike | BinaryIO,
     *,
@@ -95,6 +106,7 @@ def segment(
             raise BmvsegError(f"{name} must be a frame index >= 0, got {value!r}")
     engine = build_engine(opts, timer=timer, keep_logits=keep_logits, keep_features=keep_features)
     live_options = {"live": live, "timeout": timeout, "format": format}
+    check_live_keywords(**live_options)
     with open_video(video, opts, **live_options) as reader, collected_every() as tick:
         for res in engine.run(reader.frames(start=start), start=start, end=end):
             yield res
