@@ -204,13 +204,21 @@ class _LiveRun:
         self.writer: Worker | None = None
         self.t0 = time.perf_counter()
         self.dropped_told = 0
+        self.due = 0.0
+
+    def rewrite(self, sink: LiveSink, stop: Stop, every: float) -> None:
+        """summary.json again if ``every`` seconds have passed (also while the stream is
+        silent: the feed calls this while it waits)."""
+        if time.perf_counter() >= self.due:
+            sink.write_summary(self.summary(sink, stop, running=True))
+            self.due = time.perf_counter() + every
 
     def go(self, sink: LiveSink, stop: Stop, notice: Callable[[str], None],
            progress: Callable[[int, str], None], every: float) -> dict:  # fmt: skip
         feed, engine, log = self.feed, self.engine, self.log
         self.writer = writer = Worker(sink.write, name="writer")
-        sink.write_summary(self.summary(sink, stop, running=True))
-        due = time.perf_counter() + every
+        self.rewrite(sink, stop, every)
+        feed.idle = lambda: self.rewrite(sink, stop, every)
         try:
             with collected_every() as tick:
                 for reason, frames in feed.segments():
@@ -221,9 +229,7 @@ class _LiveRun:
                         tick()
                         progress(log.frames, self.status(sink))
                         self.tell_drops(notice)
-                        if time.perf_counter() >= due:
-                            sink.write_summary(self.summary(sink, stop, running=True))
-                            due = time.perf_counter() + every
+                        self.rewrite(sink, stop, every)
             writer.close()
             sink.close()
         except OSError as exc:

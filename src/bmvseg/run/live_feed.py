@@ -69,6 +69,7 @@ class Feed:
         self.stop = stop or threading.Event()
         self._closed = threading.Event()
         self.notice = notice
+        self.idle: Callable[[], None] = lambda: None  # called while the consumer waits
         self.arrivals: dict[int, float] = {}  # frame index -> time.monotonic() it was read
         self.received = 0
         self.dropped = 0
@@ -189,20 +190,22 @@ class Feed:
         return self._queued
 
     def _next(self, pop: bool) -> object:
-        with self._cond:
-            while not self._queue:
+        while True:
+            with self._cond:
+                if self._queue:
+                    item = self._queue[0]
+                    if pop:
+                        self._queue.popleft()
+                        if isinstance(item, Frame):
+                            self._queued -= 1
+                        self._cond.notify_all()
+                    return item
                 if self._ended or self._halted():
                     if self._error is not None:
                         raise self._error
                     return _END
                 self._cond.wait(0.1)
-            item = self._queue[0]
-            if pop:
-                self._queue.popleft()
-                if isinstance(item, Frame):
-                    self._queued -= 1
-                self._cond.notify_all()
-            return item
+            self.idle()
 
     def segments(self) -> Iterator[tuple[str, Iterator[Frame]]]:
         """Runs of frames without gaps, each with why it starts (``"start"``, ``"after
