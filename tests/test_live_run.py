@@ -31,7 +31,7 @@ import bmvseg
 from bmvseg.data.textures import moving_texture_clip
 from bmvseg.errors import BmvsegError
 from bmvseg.run import RunOptions, segment_to_dir
-from bmvseg.run.live import LiveOptions, Stop, segment_live_to_dir
+from bmvseg.run.live import LiveOptions, Stop, live_input, segment_live_to_dir
 
 HANG_S = 120
 # zerolatency: each frame's packets leave the encoder at once (x264's look-ahead would hold
@@ -320,6 +320,12 @@ def test_a_url_that_never_answers_is_one_line(weights, tmp_path):
             segment_live_to_dir(url, tmp_path / "out", options(weights), LiveOptions(timeout=1))
     assert not (tmp_path / "out").exists()  # nothing claimed before the stream answered
     assert main(["segment", str(tmp_path), "-o", str(tmp_path / "o"), "--keep-up"]) == 2
+    assert live_input("-") and live_input("rtsp://cam/s?x=1") and not live_input(str(tmp_path))
+    if Path("/dev/null").exists():  # a character device is read as a camera would be
+        assert live_input("/dev/null")
+        t0 = time.monotonic()
+        assert main(["segment", "/dev/null", "-o", str(tmp_path / "dev"), "--timeout", "1"]) == 2
+        assert time.monotonic() - t0 < 30 and not (tmp_path / "dev").exists()
 
 
 def test_reconnect_goes_on_where_the_stream_broke_off(clip_ts, weights, tmp_path):

@@ -43,6 +43,7 @@ from bmvseg.run.iterate import collected_every, open_video
 from bmvseg.run.live_feed import Feed
 from bmvseg.run.options import RunOptions
 from bmvseg.run.to_dir import stage_ms
+from bmvseg.schemes.config import MAX_INTERVAL
 from bmvseg.schemes.keep_up import KeepUpSchedule, restarted
 from bmvseg.schemes.timing import StageTimer
 from bmvseg.video.live_source import is_live
@@ -147,7 +148,7 @@ def segment_live_to_dir(
     """
     stop = stop or Stop()
     cfg = options.engine
-    max_interval = cfg.max_interval or min(2 * cfg.interval, 300)
+    max_interval = cfg.max_interval or min(2 * cfg.interval, MAX_INTERVAL)
     if live.keep_up and cfg.keyframes != "fixed":
         raise BmvsegError("--keep-up places keyframes itself: use it with --keyframes fixed")
     reopen = None
