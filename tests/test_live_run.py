@@ -160,13 +160,22 @@ def test_the_delay_of_each_scheme(clip_ts, weights, tmp_path):
 
 
 def test_keep_up_against_a_sender_faster_than_the_run(weights, tmp_path):
+    """200 frames/s for 180 frames, then the clip's own 15 frames/s for 60 more: the interval
+    lengthens while the run falls behind, and comes back to -k once it has caught up."""
+    fast, slow = 180, 60
     frames = moving_texture_clip("object", 96, 128, 24, seed=5, speed=1.5)[0] * 10
     path = tmp_path / "fast.ts"
     send(frames, str(path), LIVE)
+    data = path.read_bytes()
+    cut = len(data) * fast // len(frames)
     opts = options(weights, interval=2, max_interval=16)
     told: list[str] = []
-    with hang_guard(HANG_S, "a fast sender"), \
-            tcp_sender(paced(path.read_bytes(), len(frames), 200.0)) as url:  # fmt: skip
+
+    def sender(conn: socket.socket) -> None:
+        paced(data[:cut], fast, 200.0)(conn)
+        paced(data[cut:], slow, FPS)(conn)
+
+    with hang_guard(HANG_S, "a fast sender"), tcp_sender(sender) as url:
         got = segment_live_to_dir(url, tmp_path / "out", opts,
                                   LiveOptions(timeout=10, keep_up=True), notice=told.append)
     keep, backlog = got["keep_up"], got["backlog"]
@@ -183,6 +192,9 @@ def test_keep_up_against_a_sender_faster_than_the_run(weights, tmp_path):
     assert not dropped & {int(name[:6]) for name in written}
     if dropped:
         assert any("dropped" in line for line in told)
+    # Slack once the burst is over: back to -k, one keyframe at a time.
+    assert keep["current"] == 2 and keep["changes"][-1]["interval"] == 2
+    assert keep["changes"][-1]["backlog"] <= 1
 
 
 def test_keep_up_against_a_slow_sender_keeps_the_interval(clip_ts, weights, tmp_path):
