@@ -231,6 +231,11 @@ def test_overlay_sent_to_a_url(clip_ts, weights, tmp_path):
     server.close()
     assert got["overlay"] == target and not (tmp_path / "out" / "overlay.ts").exists()
     assert overlay_frames(io.BytesIO(bytes(received))) == n
+    with hang_guard(HANG_S, "a refused overlay URL"), \
+            tcp_sender(paced(path.read_bytes(), n, 4 * FPS)) as url:  # fmt: skip
+        with pytest.raises(BmvsegError, match="cannot send the overlay to tcp://127.0.0.1:9: "):
+            segment_live_to_dir(url, tmp_path / "refused", options(weights),
+                                LiveOptions(timeout=10, overlay_url="tcp://127.0.0.1:9"))
 
 
 def test_stop_ends_the_run_with_what_was_read(clip_ts, weights, tmp_path):

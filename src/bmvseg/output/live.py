@@ -9,7 +9,8 @@ every frame's delay, and a summary rewritten every few seconds.
   name ``overlay.ts``, or sent to a URL (``tcp://``, ``udp://``, ``srt://``, ... anything FFmpeg
   writes to).  The overlay of a live run is never removed: what was written plays.
 - :func:`live_state`: a live summary's state: ``running`` while it is rewritten, ``interrupted``
-  after Ctrl-C or SIGTERM, else a finished video's (:func:`bmvseg.output.summary.state`).
+  after Ctrl-C or SIGTERM, else a finished video's (:func:`bmvseg.output.summary.state`);
+  ``failed`` (with ``error``) when the run ended by an error.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import av
 import numpy as np
 
 from bmvseg.errors import BmvsegError
@@ -27,9 +29,11 @@ from bmvseg.output.rundir import RunDir
 from bmvseg.output.safe import create_new
 from bmvseg.output.summary import state
 from bmvseg.video.encode import OVERLAY_OPTIONS, VideoWriter
+from bmvseg.video.inputs import reason
 
 RUNNING = "running"  # summary.json of a live run that goes on (rewritten every few seconds)
 INTERRUPTED = "interrupted"  # stopped by Ctrl-C or SIGTERM: every frame it says is written
+FAILED = "failed"  # ended by an error (in "error"); "complete" is false
 LIVE_OVERLAY = "overlay.ts"
 # zerolatency: no look-ahead, so each overlay frame leaves the encoder as it is written.
 LIVE_OVERLAY_OPTIONS = {**OVERLAY_OPTIONS, "tune": "zerolatency"}
@@ -91,8 +95,8 @@ class _StreamedOverlay(OverlayEncoder):
         try:
             self._writer = VideoWriter(dest, fps=fps, options=LIVE_OVERLAY_OPTIONS,
                                        container_format="mpegts")  # fmt: skip
-        except OSError as exc:  # an URL that cannot be opened for writing
-            raise BmvsegError(f"cannot send the overlay to {dest}: {exc.strerror or exc}") from None
+        except (OSError, av.FFmpegError) as exc:  # a URL that cannot be opened for writing
+            raise BmvsegError(f"cannot send the overlay to {dest}: {reason(exc)}") from None
 
 
 class LiveSink(FrameSink):

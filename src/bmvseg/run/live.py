@@ -35,7 +35,7 @@ from typing import BinaryIO
 from bmvseg.errors import BmvsegError
 from bmvseg.output import claim_output_dir
 from bmvseg.output.frames import FrameLog, check_storable
-from bmvseg.output.live import LIVE_OVERLAY, LiveSink, live_state
+from bmvseg.output.live import FAILED, INTERRUPTED, LIVE_OVERLAY, LiveSink, live_state
 from bmvseg.output.summary import summarize
 from bmvseg.run.background import Worker
 from bmvseg.run.build import build_engine
@@ -177,9 +177,14 @@ def segment_live_to_dir(
         keep = KeepUpSchedule(cfg.interval, max_interval, feed.backlog, lambda: feed.dropped)
     run = _LiveRun(feed, engine, keep, about, identity, str(options.device),
                    command or "bmvseg.segment_live_to_dir (Python)")  # fmt: skip
-    sink = LiveSink(out, overlay=overlay and live.overlay_url is None,
-                    overlay_url=live.overlay_url, fps=reader.fps, palette=engine.model.palette,
-                    arrived=lambda i: feed.arrivals.pop(i, None))  # fmt: skip
+    try:
+        sink = LiveSink(out, overlay=overlay and live.overlay_url is None,
+                        overlay_url=live.overlay_url, fps=reader.fps,
+                        palette=engine.model.palette,
+                        arrived=lambda i: feed.arrivals.pop(i, None))  # fmt: skip
+    except BaseException:
+        feed.close()
+        raise
     return run.go(sink, stop, notice, progress, summary_every)
 
 
@@ -220,6 +225,7 @@ class _LiveRun:
         self.writer = writer = Worker(sink.write, name="writer")
         self.rewrite(sink, stop, every)
         feed.idle = lambda: self.rewrite(sink, stop, every)
+        error: BaseException | None = None
         try:
             with collected_every() as tick:
                 for reason, frames in feed.segments():
@@ -233,18 +239,35 @@ class _LiveRun:
                         self.rewrite(sink, stop, every)
             writer.close()
             sink.close()
-        except OSError as exc:
-            raise BmvsegError(f"cannot write to {sink.out.path}: {exc.strerror or exc}") from exc
+        except BaseException as exc:  # recorded below, then raised
+            error = exc
         finally:
             feed.close()
             writer.stop()
             sink.discard()
+        if error is not None:
+            self.failed(sink, stop, error)
+            if isinstance(error, OSError):
+                raise BmvsegError(f"cannot write to {sink.out.path}: "
+                                  f"{error.strerror or error}") from error  # fmt: skip
+            raise error
         self.tell_drops(notice)
         if feed.failure is None and feed.reader.truncation_reason:
             notice(f"{feed.name}: the stream ended: {feed.reader.truncation_reason}")
         summary = self.summary(sink, stop, running=False)
         sink.write_summary(summary)
         return summary
+
+    def failed(self, sink: LiveSink, stop: Stop, error: BaseException) -> None:
+        """The run failed (or a second Ctrl-C cut it short): summary.json says so, with
+        ``"complete": false``, rather than ``running`` for ever."""
+        try:
+            summary = self.summary(sink, stop, running=True)
+            summary["state"] = INTERRUPTED if isinstance(error, KeyboardInterrupt) else FAILED
+            summary["error"] = str(error) or type(error).__name__
+            sink.write_summary(summary)
+        except Exception:  # noqa: BLE001, S110 - failing already: that error is reported
+            pass
 
     def status(self, sink: LiveSink) -> str:
         line = sink.latency.line()
