@@ -236,6 +236,8 @@ def test_overlay_sent_to_a_url(clip_ts, weights, tmp_path):
         with pytest.raises(BmvsegError, match="cannot send the overlay to tcp://127.0.0.1:9: "):
             segment_live_to_dir(url, tmp_path / "refused", options(weights),
                                 LiveOptions(timeout=10, overlay_url="tcp://127.0.0.1:9"))
+    rec = summary(tmp_path / "refused")  # not left saying "running"
+    assert rec["state"] == "failed" and not rec["complete"] and "overlay" in rec["error"]
 
 
 def test_stop_ends_the_run_with_what_was_read(clip_ts, weights, tmp_path):

@@ -113,6 +113,7 @@ class LiveSink(FrameSink):
         self.latency = LatencyLog()
         self.written = 0
         self.overlay_path = out.path / LIVE_OVERLAY
+        self.overlay_url = overlay_url
         if overlay_url is not None:
             self._encoder = _StreamedOverlay(overlay_url, fps, palette)
         elif overlay:
@@ -126,8 +127,15 @@ class LiveSink(FrameSink):
         if t is not None:
             self.latency.add(time.monotonic() - t)
         self.written += 1
-        if self._encoder is not None:
+        if self._encoder is None:
+            return
+        try:
             self._encoder.add(res)
+        except (OSError, av.FFmpegError) as exc:  # FFmpeg connects on the first frame
+            if self.overlay_url is None:
+                raise
+            raise BmvsegError(f"cannot send the overlay to {self.overlay_url}: "
+                              f"{reason(exc)}") from None  # fmt: skip
 
     def close(self) -> None:
         """Finish the overlay where it is (it has been playable all along)."""
