@@ -8,7 +8,7 @@ ahead of a file does (the stream's own buffers hold the rest, and delays grow wh
 is slower than the stream).  With keep-up the queue holds ``capacity`` frames and the thread
 never waits: the queue length is the backlog the keep-up schedule reads
 (:mod:`bmvseg.schemes.keep_up`), and a frame that arrives to a full queue is dropped whole,
-counted and listed, never silently.
+counted and listed, never silently, as are the next ones until half the queue is free.
 
 Frames come out in runs without gaps (:meth:`Feed.segments`): after dropped frames, or after
 ``reconnect`` opened a URL again when its stream ended, the next frame starts a new run (its
@@ -82,6 +82,7 @@ class Feed:
         self._queued = 0  # frames (not gaps) in the queue
         self._cond = threading.Condition()
         self._gap: str | None = None
+        self._dropping = False
         self._ended = False
         self._error: BaseException | None = None
         self._offset = 0  # index offset of the current connection
@@ -127,7 +128,13 @@ class Feed:
 
     def _put(self, fr: Frame, arrived: float) -> None:
         with self._cond:
-            if self.keep_up and self._queued >= self.capacity:  # even the longest interval lags
+            # Even the longest interval lags: drop until half the queue is free (each gap costs
+            # a keyframe when the frames resume, so gaps are few and whole).
+            self._dropping = self.keep_up and (
+                self._queued >= self.capacity
+                or (self._dropping and self._queued > self.capacity // 2)
+            )
+            if self._dropping:
                 self.received += 1
                 self._drop(fr.index)
                 return
