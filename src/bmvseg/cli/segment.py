@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from bmvseg.cli.options import add_engine_arguments, add_scheme_arguments, run_options
 from bmvseg.errors import BmvsegError
+from bmvseg.output.live import delay_line
 from bmvseg.output.rundir import read_record
 from bmvseg.run import segment_to_dir
 from bmvseg.run.live import LiveOptions, live_input, segment_live_to_dir, stop_on_signals
@@ -144,13 +145,10 @@ def _run_live(args: argparse.Namespace, options) -> int:
             )  # fmt: skip
         finally:
             bar.close()
-    lat = summary["latency_ms"]
-    delay = "" if not lat["frames"] else (
-        f"; delay p50 {lat['p50_ms']:.0f} ms, p95 {lat['p95_ms']:.0f} ms, "
-        f"max {lat['max_ms']:.0f} ms")  # fmt: skip
     dropped = f", {summary['frames_dropped']} dropped" if summary["frames_dropped"] else ""
     print(f"{summary['frames']} frames ({summary['state']}{dropped}) in "
-          f"{summary['wall_time_s']:.1f} s{delay}; output in {args.output}", flush=True)
+          f"{summary['wall_time_s']:.1f} s; {delay_line(summary['latency_ms'])}; "
+          f"output in {args.output}", flush=True)  # fmt: skip
     if stop.signum is not None:
         print(f"bmvseg segment: stopped by {stop.name}; summary.json records the "
               f"{summary['frames']} frames done", file=sys.stderr)  # fmt: skip

@@ -80,11 +80,15 @@ class LatencyLog:
                 "max_ms": round(1000 * self.max_s, 1) if self.count else None}  # fmt: skip
 
     def line(self) -> str:
-        """The progress line's words: ``delay p50 120 ms, p95 300 ms, max 410 ms``."""
-        s = self.summary()
-        if not s["frames"]:
-            return "delay -"
-        return f"delay p50 {s['p50_ms']:.0f} ms, p95 {s['p95_ms']:.0f} ms, max {s['max_ms']:.0f} ms"
+        return delay_line(self.summary())
+
+
+def delay_line(latency_ms: dict[str, Any]) -> str:
+    """A summary's ``latency_ms`` in words: ``delay p50 120 ms, p95 300 ms, max 410 ms``."""
+    s = latency_ms
+    if not s["frames"]:
+        return "delay -"
+    return f"delay p50 {s['p50_ms']:.0f} ms, p95 {s['p95_ms']:.0f} ms, max {s['max_ms']:.0f} ms"
 
 
 class _StreamedOverlay(OverlayEncoder):
