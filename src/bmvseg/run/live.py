@@ -155,14 +155,15 @@ def segment_live_to_dir(
     if isinstance(video, str) and is_live(video) and video != "-":
         def reopen() -> VideoReader:
             return _open(video, options, live)
+    # The model first: a stream opened before it is ready would queue up meanwhile.
+    engine = build_engine(options, timer=StageTimer())
+    check_storable(engine.model.num_classes)
     reader = _open(video, options, live)
     try:
         for text in reader.notices:
             notice(text)
         identity = {"video": reader.name, "live": True, **options.identity()}
         about = {"video": reader.name, "overlay": _overlay_place(overlay, live)}
-        engine = build_engine(options, timer=StageTimer())
-        check_storable(engine.model.num_classes)
         inputs = [video] if isinstance(video, (str, os.PathLike)) and not is_live(video) else []
         out = claim_output_dir(output, "segment", identity, inputs=inputs, overwrite=overwrite)
         out.write_json("run.json", {**about, **identity})
