@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from bmvseg import progress
@@ -17,8 +18,12 @@ from bmvseg.cli.options import (
     set_threads,
 )
 from bmvseg.errors import BmvsegError
+from bmvseg.output.live import delay_line
 from bmvseg.output.rundir import read_record
 from bmvseg.run import segment_to_dir
+from bmvseg.run.live import LiveOptions, live_input, segment_live_to_dir, stop_on_signals
+from bmvseg.video.inputs import describe
+from bmvseg.video.live_source import is_live
 
 EXAMPLES = """examples:
   bmvseg segment video.mp4 -o out/                        # inter-BMV, keyframe every 5 frames
@@ -42,7 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("video", nargs="+",
                    help="input video(s): files, folders or glob patterns (any format FFmpeg "
-                   "decodes); several make a job with one folder per video and OUTDIR/job.json "
+                   "decodes); several make a job with one folder per video and OUTDIR/job.json. "
+                   "One live input: - (standard input), a URL (tcp://, udp://, http(s)://, "
+                   "rtsp://, rtmp://, srt://) or a device (/dev/video0 with --format v4l2) "
                    "(required)")  # fmt: skip
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
                    help="output directory (required)")
@@ -61,6 +68,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue a run that was interrupted")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier bmvseg output in OUTDIR (only its own files)")
+    live = p.add_argument_group("live input (-, a URL, a device: read once, as it arrives)")
+    live.add_argument("--format", metavar="FMT",
+                      help="the input's demuxer where FFmpeg cannot guess it (v4l2, mpegts, ...; "
+                      "default: FFmpeg guesses)")
+    live.add_argument("--timeout", type=float, metavar="S",
+                      help="seconds to wait for the stream to answer, and for each read "
+                      "(default: 10)")
+    live.add_argument("--reconnect", type=int, default=0, metavar="N",
+                      help="open a URL again when its stream ends, up to N times "
+                      "(default: %(default)s)")
+    live.add_argument("--keep-up", action="store_true",
+                      help="when frames arrive faster than they are segmented, lengthen the "
+                      "keyframe interval (up to --max-interval, default 2N) rather than fall "
+                      "behind; frames are dropped, counted, only beyond that (default: off)")
+    live.add_argument("--overlay-url", metavar="URL",
+                      help="send the overlay (MPEG-TS) to this URL (default: OUTDIR/overlay.ts)")
     job = p.add_argument_group("many videos, many machines (Ray: pip install -e \".[ray]\")")
     job.add_argument("--workers", type=int, metavar="N",
                      help="run on a Ray cluster started here with N workers (default: no Ray; "
@@ -80,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
     """Parse into RunOptions, run :func:`bmvseg.run.segment_to_dir`, print the result."""
     options = run_options(args)
     set_threads(args)
+    if len(args.video) == 1 and live_input(args.video[0]):
+        return _run_live(args, options)
+    _refuse_live_flags(args)
     if _is_job(args):  # Ray is imported only here, and only with --workers / --ray-address
         if (args.start, args.end, args.max_frames) != (None, None, None):
             raise BmvsegError("--start, --end and --max-frames take one video, not a job")
@@ -105,6 +131,61 @@ def run(args: argparse.Namespace) -> int:
         "stream_ended_early"] else ""  # fmt: skip
     print(f"{summary['frames']} frames in {summary['wall_time_s']:.1f} s ({summary['fps']} fps)"
           f"{ended}; output in {args.output}")  # fmt: skip
+    return 0
+
+
+_LIVE_FLAGS = {"format": "--format", "timeout": "--timeout", "reconnect": "--reconnect",
+               "keep_up": "--keep-up", "overlay_url": "--overlay-url"}  # fmt: skip
+
+
+def _refuse_live_flags(args: argparse.Namespace) -> None:
+    given = [flag for dest, flag in _LIVE_FLAGS.items() if getattr(args, dest)]
+    if given:
+        raise BmvsegError(f"{', '.join(given)}: only for one live input (-, a URL, a device), "
+                          f"not for video files")  # fmt: skip
+
+
+def _run_live(args: argparse.Namespace, options) -> int:
+    """One live input: runs until its stream ends, Ctrl-C or SIGTERM (exit 130/143)."""
+    (video,) = args.video
+    if args.resume:
+        raise BmvsegError(f"--resume: {describe(video)} is a live input, read once: its frames "
+                          "are gone, so there is nothing to continue from (start a new run, "
+                          "--overwrite)")  # fmt: skip
+    if args.workers is not None or args.ray_address is not None:
+        raise BmvsegError("a live input is segmented here, as it arrives: drop --workers and "
+                          "--ray-address")  # fmt: skip
+    if args.reconnect and (not is_live(video) or video == "-"):
+        raise BmvsegError(f"--reconnect: {video} cannot be opened again (only URLs can)")
+    live = LiveOptions(timeout=args.timeout, format=args.format, reconnect=args.reconnect,
+                       keep_up=args.keep_up, overlay_url=args.overlay_url)  # fmt: skip
+    bar = progress.bar(unit="frame", desc=f"{args.scheme} k={args.interval} (live)")
+    shown = [0.0]
+
+    def advance(done: int, status: str) -> None:
+        bar.update(1)
+        if time.monotonic() - shown[0] >= 1.0:  # the delay line, once a second
+            shown[0] = time.monotonic()
+            bar.set_postfix_str(status)
+
+    with stop_on_signals() as stop:
+        try:
+            summary = segment_live_to_dir(
+                video, args.output, options, live, overlay=not args.no_overlay,
+                overwrite=args.overwrite, stop=stop, notice=lambda text: notice(args, text),
+                progress=advance,
+                command=args.command_line,
+            )  # fmt: skip
+        finally:
+            bar.close()
+    dropped = f", {summary['frames_dropped']} dropped" if summary["frames_dropped"] else ""
+    print(f"{summary['frames']} frames ({summary['state']}{dropped}) in "
+          f"{summary['wall_time_s']:.1f} s; {delay_line(summary['latency_ms'])}; "
+          f"output in {args.output}", flush=True)  # fmt: skip
+    if stop.signum is not None:
+        print(f"bmvseg segment: stopped by {stop.name}; summary.json records the "
+              f"{summary['frames']} frames done", file=sys.stderr)  # fmt: skip
+        return 128 + stop.signum
     return 0
 
 

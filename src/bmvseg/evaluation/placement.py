@@ -139,7 +139,7 @@ def agreement_with_per_frame(
                                keyframes="fixed" if schedule else name)  # fmt: skip
             agree: dict[int, float] = {}
             keys, cuts = 0, []
-            for r in Engine(model, cfg, schedule=schedule).run(iter(frames)):
+            for r in Engine(model, cfg).run(iter(frames), schedule=schedule):
                 agree[r.index] = float(np.mean(r.labels == reference[r.index]))
                 keys += r.keyframe
                 if r.cut:

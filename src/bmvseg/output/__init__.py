@@ -6,7 +6,8 @@
 - :mod:`bmvseg.output.frames`: the one frame sink of a single run and a job's chunks alike:
   :func:`label_png`, :class:`OverlayEncoder`, :class:`FrameLog`, :class:`FrameSink`,
   :func:`check_storable`; :mod:`bmvseg.output.summary`: the one summary format
-  (:func:`summarize`); :mod:`bmvseg.output.overlay`: chunks' overlay pieces joined.
+  (:func:`summarize`); :mod:`bmvseg.output.overlay`: chunks' overlay pieces joined;
+  :mod:`bmvseg.output.live`: a live run's sink (streamed overlay, delays, running summary).
 - :mod:`bmvseg.output.safe`: files created new and read back without following what was
   planted at their names.
 - :mod:`bmvseg.output.files`: single-file outputs (``motion``): :func:`check_outputs`,

@@ -24,8 +24,10 @@ class Layout:
 
 
 LAYOUTS: dict[str, Layout] = {
+    # overlay.ts: a live run's overlay (MPEG-TS, playable while it is written).
     "segment": Layout(
-        ("run.json", "summary.json", "classes.json", "overlay.mp4", f"labels/{INDEX}.png")
+        ("run.json", "summary.json", "classes.json", "overlay.mp4", f"labels/{INDEX}.png",
+         "overlay.ts")
     ),
     # A video segmented in chunks by a job (bmvseg.distributed): segment's files, and each
     # finished chunk's marker and overlay piece until the video is complete.

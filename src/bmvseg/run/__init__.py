@@ -8,6 +8,8 @@ resuming and the memory discipline of long runs exist once:
 - :mod:`bmvseg.run.build`: model, fusion weights and engine from options.
 - :mod:`bmvseg.run.iterate`: :func:`segment`, results one frame at a time (the Python API).
 - :mod:`bmvseg.run.to_dir`: :func:`segment_to_dir`, a run written to an output directory.
+- :mod:`bmvseg.run.live`: :func:`~bmvseg.run.live.segment_live_to_dir`, a stream that arrives
+  (``-``, a URL, a device) written as it is segmented; :mod:`bmvseg.run.live_feed` reads it.
 """
 
 from bmvseg.run.iterate import segment

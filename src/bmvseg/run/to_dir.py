@@ -162,12 +162,16 @@ def _write(
         writer.stop()
         sink.discard()
     wall = time.perf_counter() - t0
-    n = max(log.frames, 1)
+    return log.facts(reader, stage_ms(engine, writer, log.frames), wall), wall
+
+
+def stage_ms(engine: Engine, writer: Worker, frames: int) -> dict[str, float]:
+    """Wall time of the model's thread per frame, by stage; "write_wait" is the time it waited
+    for the writer (writing not hidden), "write_busy" the writer thread's own."""
+    n = max(frames, 1)
     stages = {k: v for k, v in engine.timer.mean_ms().items() if k != "write"}
-    # Wall time of the model's thread per frame, by stage; "write_wait" is the time it waited
-    # for the writer (writing not hidden), "write_busy" the writer thread's own.
     stages.update(write_wait=1000 * writer.waited / n, write_busy=1000 * writer.busy / n)
-    return log.facts(reader, stages, wall), wall
+    return stages
 
 
 def _resumed(frames: Iterator[Frame], engine: Engine, out: RunDir, span: _Span

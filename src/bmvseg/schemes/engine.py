@@ -67,8 +67,7 @@ class Engine:
 
     ``features`` (default: the model on the frame's image) and ``carrier`` (default: a fresh
     streaming one per run) let a caller that runs the engine many times over the same frames
-    (the accuracy sweep) share work between runs; ``schedule`` (default: the config's) lets a
-    measurement run a placement no option names (e.g. fixed placement without its cut test).
+    (the accuracy sweep) share work between runs.
     """
 
     def __init__(
@@ -80,7 +79,6 @@ class Engine:
         *,
         features: Callable[[Frame], Features] | None = None,
         carrier: Carrier | None = None,
-        schedule: KeyframeSchedule | None = None,
     ) -> None:
         if not isinstance(config, EngineConfig):
             raise BmvsegError(f"config must be an EngineConfig, got {type(config).__name__}")
@@ -94,7 +92,6 @@ class Engine:
         self.timer = timer or StageTimer()
         self._features = features
         self._shared_carrier = carrier
-        self._schedule = schedule
 
     # -- the two networks ------------------------------------------------------------------
     def features(self, frame: Frame) -> Features:
@@ -135,14 +132,17 @@ class Engine:
         start: int = 0,
         end: int | None = None,
         wanted: Container[int] | None = None,
+        schedule: KeyframeSchedule | None = None,
     ) -> Iterator[FrameResult]:
         """Segment ``frames`` (which must begin at ``start``), yielding results for [start, end).
 
         With ``wanted``, only those frames' results are yielded, and work no wanted frame
-        needs (warps, fusion, task network) is skipped.
+        needs (warps, fusion, task network) is skipped.  ``schedule`` replaces the config's
+        keyframe placement for this run (a live run's: :mod:`bmvseg.schemes.keep_up`; a
+        measurement's placement no option names, e.g. fixed placement without its cut test).
         """
         cfg = self.cfg
-        schedule = self._schedule or cfg.schedule()
+        schedule = cfg.schedule() if schedule is None else schedule
         if not schedule.stable(start):
             raise BmvsegError(
                 f"range start {start} is not a keyframe every run places (fixed: frame "
