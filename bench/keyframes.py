@@ -15,6 +15,9 @@ keyframes of fixed placement, adaptive placement (spending its budget) and adapt
 with ``spend=False`` are printed with their reasons, and whether each cut got a keyframe.  No
 network runs: accuracy is the benchmark's job (``bmvseg benchmark --keyframes ...``).
 
+:func:`real_clips` makes the real footage with cuts that ``bench/placement.py --real`` scores
+(``Megamind.avi`` and :data:`JOINS` of it with ``bigbuckbunny.mp4``).
+
 Usage: ``python bench/keyframes.py [--root ../shared/data/camvid] [--intervals 5 10]``
 """
 
