@@ -76,13 +76,17 @@ class FrameLog:
         self.split = getattr(model, "split", None)
         self.frames = 0
         self.keyframes: list[dict] = []
+        self.cuts: list[int] = []
         self.first_time: float | None = None
 
     def add(self, res: Any) -> None:
         if self.first_time is None:
             self.first_time = res.time
-        if res.keyframe:
-            self.keyframes.append({"index": res.index, "reason": res.reason})
+        if res.keyframe:  # reason: the placing one; reasons: all (a cut may be one of several)
+            self.keyframes.append({"index": res.index, "reason": res.reason,
+                                   "reasons": list(res.reasons)})  # fmt: skip
+        if res.cut:
+            self.cuts.append(res.index)
         self.frames += 1
 
     def facts(self, reader: Any, stage_ms: dict[str, float], wall_s: float) -> dict:
@@ -92,6 +96,7 @@ class FrameLog:
             "first_time": self.first_time,
             "wall_s": round(wall_s, 3),
             "keyframes": self.keyframes,
+            "cuts": self.cuts,
             "stream_ended_early": reader.truncated,
             # Frames the decoder concealed damage in, and those predicted from them (up to the
             # next I-frame): their labels are not clean.

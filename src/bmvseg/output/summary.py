@@ -8,7 +8,9 @@ and where it ran.  A job's record (``job.json``) lists every video's summary
 Keys: the identity (what ``--resume`` must find unchanged) and ``video``, ``video_bytes``;
 ``complete`` (always true: the summary is written last), ``state`` (:func:`state`),
 ``stream_ended_early``, ``frames``, ``wall_time_s``, ``fps`` (frames segmented per second),
-``input_fps`` (the video's frame rate), ``stage_ms_per_frame``, ``keyframes``,
+``input_fps`` (the video's frame rate), ``stage_ms_per_frame``, ``keyframes`` (index, the
+reason that placed it and every reason it has: a keyframe on a cut lists ``cut``), ``cuts``
+(every frame the cut test marked, keyframe or not; no interval fuses across one),
 ``damaged_frames``, ``concealed_frames``, ``stream_index``, ``notices``, ``motion_source``,
 ``motion_reason``, ``width``, ``height``, ``rotation``, ``classes`` (what the label ids mean:
 :meth:`bmvseg.data.classes.ClassSet.record`, also written as ``classes.json``),
@@ -76,6 +78,7 @@ def summarize(
         "input_fps": first["input_fps"],
         "stage_ms_per_frame": _weighted(parts, "stage_ms_per_frame"),
         "keyframes": [k for p in parts for k in p["keyframes"]],
+        "cuts": [i for p in parts for i in p.get("cuts", [])],
         "damaged_frames": [i for p in parts for i in p["damaged_frames"]],
         "concealed_frames": [i for p in parts for i in p["concealed_frames"]],
         "stream_index": first["stream_index"],
