@@ -308,3 +308,25 @@ def test_inter_flow_on_a_static_video_warps_by_the_identity(model, clips) -> Non
         for fa, fb in zip(a.features, b.features, strict=True):
             assert (fa - fb).abs().max() <= 0.02 * fa.abs().max(), b.index
         assert (a.labels == b.labels).mean() > 0.999, b.index
+
+
+def test_summary_records_every_reason_and_every_cut(tmp_path) -> None:
+    """A cut on a fixed keyframe is recorded with both reasons; a cut between fixed keyframes
+    is recorded in ``cuts`` though it places no keyframe."""
+    import json
+
+    from bmvseg.run import RunOptions, segment_to_dir
+
+    on_key = _two_scenes(tmp_path, 10, 20, name="on_key.mp4")
+    between = _two_scenes(tmp_path, 13, 20, name="between.mp4")
+    opts = RunOptions(interval=5, weights=None)
+    for video, cut in ((on_key, 10), (between, 13)):
+        out = tmp_path / video.stem
+        segment_to_dir(video, out, opts, overlay=False)
+        summary = json.loads((out / "summary.json").read_text())
+        assert cut in summary["cuts"], summary["cuts"]
+        keys = {k["index"]: k for k in summary["keyframes"]}
+        if cut in keys:
+            assert keys[cut]["reasons"] == ["interval", "cut"], keys[cut]
+        else:
+            assert cut % 5 != 0
