@@ -166,8 +166,8 @@ def add_engine_arguments(p: argparse.ArgumentParser, *, model_default: str | Non
                    help="keyframe placement: every N frames, or where the stream shows change "
                    "under the same budget (default: %(default)s)")
     p.add_argument("--max-interval", type=int, metavar="M",
-                   help=f"adaptive placement: longest interval, at most {MAX_INTERVAL} "
-                   "(default: 2N)")
+                   help=f"adaptive placement and --keep-up: longest interval, at most "
+                   f"{MAX_INTERVAL} (default: 2N)")
 
 
 def run_options(args: argparse.Namespace, **override) -> RunOptions:
