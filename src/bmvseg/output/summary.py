@@ -16,7 +16,8 @@ reason that placed it and every reason it has: a keyframe on a cut lists ``cut``
 :meth:`bmvseg.data.classes.ClassSet.record`, also written as ``classes.json``),
 ``model_split`` (the cut the model ran with; the identity's ``split`` is the option as given,
 null for the model's default), ``command``, ``device``, ``machine``, ``python``, ``torch``; a
-single run adds ``resumed_from``, a job ``job`` and ``chunking``.
+single run adds ``resumed_from`` and its frame range (``start``, ``end``, also part of the
+identity), a job ``job`` and ``chunking``; a live run adds the keys of :mod:`bmvseg.output.live`.
 """
 
 from __future__ import annotations
