@@ -47,12 +47,13 @@ class Legend:
         hist = cv2.calcHist([ids], [0], None, [256], [0, 256]).ravel()[: len(self.names)]
         return tuple(int(i) for i in np.flatnonzero(hist))
 
-    def strip(self, ids: Sequence[int], width: int) -> np.ndarray:
-        """The (h, ``width``, 3) RGB strip listing ``ids`` (cached)."""
-        key = (tuple(ids), width)
+    def strip(self, ids: Sequence[int], width: int, sized_for: int | None = None) -> np.ndarray:
+        """The (h, ``width``, 3) RGB strip listing ``ids`` (cached), its text sized for a frame
+        ``sized_for`` pixels wide (default ``width``; smaller under a row of several panels)."""
+        key = (tuple(ids), width, sized_for or width)
         strip = self._strips.get(key)
         if strip is None:
-            strip = self._draw(key[0], width)
+            strip = self._draw(key[0], width, key[2])
             self._strips[key] = strip
             if len(self._strips) > CACHE:
                 self._strips.popitem(last=False)
@@ -68,8 +69,8 @@ class Legend:
         frame[h - rows :] = strip[len(strip) - rows :]
         return frame
 
-    def _draw(self, ids: tuple[int, ...], width: int) -> np.ndarray:
-        s = max(width / BASE_WIDTH, MIN_SCALE)
+    def _draw(self, ids: tuple[int, ...], width: int, sized_for: int) -> np.ndarray:
+        s = max(sized_for / BASE_WIDTH, MIN_SCALE)
         font, sw, row, gap = FONT_SCALE * s, round(SWATCH * s), round(ROW * s), round(GAP * s)
         thick = max(1, round(s))
         pad = max(2, gap // 2)

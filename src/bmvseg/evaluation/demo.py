@@ -103,7 +103,7 @@ def _side_by_side(model, video: Path, truth: np.ndarray, per_frame: dict[int, np
                 _caption(colorize(res.labels, palette), f"{scheme} k={n} {tag} {rate:.0f} fps"),
             ]
             row = np.concatenate(panels, axis=1)
-            strip = legend.strip(range(len(palette)), row.shape[1])
+            strip = legend.strip(range(len(palette)), row.shape[1], 2 * panels[0].shape[1])
             frame = np.concatenate([row, strip], axis=0)
             wr.write(frame)
             if still is None and res.offset == n // 2 and res.index > n:
