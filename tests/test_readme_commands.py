@@ -13,6 +13,7 @@ import pytest
 from bmvseg.cli.main import build_parser, main
 from bmvseg.data.textures import moving_texture_clip
 from bmvseg.run.frame_range import resolve
+from bmvseg.run.live import live_input
 from bmvseg.video.encode import X264_ONE_REF, encode_video
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -57,7 +58,11 @@ def _cheap(argv: list[str]) -> bool:
     """Runs here in seconds: one process, inputs a small clip can stand for."""
     if argv[0] == "motion":
         return True
-    return argv[0] == "segment" and not {"--workers", "--ray-address", "--model"} & set(argv)
+    if argv[0] != "segment" or len(argv) < 2:
+        return False
+    live = live_input(argv[1]) or argv[1].startswith("/dev/")  # camera, pipe, URL: test_live_run
+    return not live and not {
+        "--workers", "--ray-address", "--model"} & set(argv)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
