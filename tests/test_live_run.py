@@ -94,6 +94,9 @@ def test_tcp_run_equals_the_file(scheme, clip_ts, weights, tmp_path):
     assert got["frames"] == got["frames_received"] == n and got["frames_dropped"] == 0
     assert got["latency_ms"]["frames"] == n and got["stopped_by"] is None
     assert overlay_frames(str(tmp_path / "live" / "overlay.ts")) == n
+    file_classes = (tmp_path / "file" / "classes.json").read_text()
+    assert (tmp_path / "live" / "classes.json").read_text() == file_classes  # the same legend
+    assert got["keyframes"] == summary(tmp_path / "file")["keyframes"]  # reasons included
 
 
 def test_pipe_through_the_command_line_equals_the_file(clip_ts, weights, tmp_path):

@@ -53,12 +53,15 @@ def label_png(labels: np.ndarray) -> bytes:
 
 
 class OverlayEncoder:
-    """The overlay video into ``dest`` (an open seekable binary file), one result at a time."""
+    """The overlay video into ``dest`` (an open binary file, or a URL with ``mpegts``), one
+    result at a time: MP4 for files, MPEG-TS where it must play while written (a live run)."""
 
-    def __init__(self, dest: BinaryIO, fps: float, classes: ClassSet) -> None:
+    def __init__(self, dest: BinaryIO | str, fps: float, classes: ClassSet, *,
+                 container_format: str = "mp4", options: dict | None = None) -> None:  # fmt: skip
         self.classes = classes
         self._legend = classes.legend()
-        self._writer = VideoWriter(dest, fps=fps, options=OVERLAY_OPTIONS, container_format="mp4")
+        self._writer = VideoWriter(dest, fps=fps, options=options or OVERLAY_OPTIONS,
+                                   container_format=container_format)  # fmt: skip
 
     def add(self, res: Any) -> None:
         rgb = overlay_frame(res.image, res.labels, self.classes.palette, res.keyframe, self._legend)

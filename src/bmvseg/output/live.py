@@ -23,12 +23,13 @@ from typing import Any
 import av
 import numpy as np
 
+from bmvseg.data.classes import ClassSet
 from bmvseg.errors import BmvsegError
 from bmvseg.output.frames import FrameSink, OverlayEncoder, label_png
 from bmvseg.output.rundir import RunDir
 from bmvseg.output.safe import create_new
 from bmvseg.output.summary import state
-from bmvseg.video.encode import OVERLAY_OPTIONS, VideoWriter
+from bmvseg.video.encode import OVERLAY_OPTIONS
 from bmvseg.video.inputs import reason
 
 RUNNING = "running"  # summary.json of a live run that goes on (rewritten every few seconds)
@@ -91,16 +92,13 @@ def delay_line(latency_ms: dict[str, Any]) -> str:
     return f"delay p50 {s['p50_ms']:.0f} ms, p95 {s['p95_ms']:.0f} ms, max {s['max_ms']:.0f} ms"
 
 
-class _StreamedOverlay(OverlayEncoder):
+def _streamed_overlay(dest: Any, fps: float, classes: ClassSet) -> OverlayEncoder:
     """The overlay as MPEG-TS, into a file or a URL."""
-
-    def __init__(self, dest: Any, fps: float, palette: np.ndarray) -> None:
-        self.palette = palette
-        try:
-            self._writer = VideoWriter(dest, fps=fps, options=LIVE_OVERLAY_OPTIONS,
-                                       container_format="mpegts")  # fmt: skip
-        except (OSError, av.FFmpegError) as exc:  # a URL that cannot be opened for writing
-            raise BmvsegError(f"cannot send the overlay to {dest}: {reason(exc)}") from None
+    try:
+        return OverlayEncoder(dest, fps, classes, container_format="mpegts",
+                              options=LIVE_OVERLAY_OPTIONS)  # fmt: skip
+    except (OSError, av.FFmpegError) as exc:  # a URL that cannot be opened for writing
+        raise BmvsegError(f"cannot send the overlay to {dest}: {reason(exc)}") from None
 
 
 class LiveSink(FrameSink):
@@ -111,7 +109,7 @@ class LiveSink(FrameSink):
     """
 
     def __init__(self, out: RunDir, *, overlay: bool, overlay_url: str | None, fps: float,
-                 palette: np.ndarray, arrived: Callable[[int], float | None]) -> None:  # fmt: skip
+                 classes: ClassSet, arrived: Callable[[int], float | None]) -> None:  # fmt: skip
         super().__init__(out, overlay=False)
         self.arrived = arrived
         self.latency = LatencyLog()
@@ -119,11 +117,11 @@ class LiveSink(FrameSink):
         self.overlay_path = out.path / LIVE_OVERLAY
         self.overlay_url = overlay_url
         if overlay_url is not None:
-            self._encoder = _StreamedOverlay(overlay_url, fps, palette)
+            self._encoder = _streamed_overlay(overlay_url, fps, classes)
         elif overlay:
             out.tmp_path(self.overlay_path)  # a name the run's record holds (else a bug)
             self._file = create_new(self.overlay_path)
-            self._encoder = _StreamedOverlay(self._file, fps, palette)
+            self._encoder = _streamed_overlay(self._file, fps, classes)
 
     def write(self, res: Any) -> None:
         self.write_png(res.index, label_png(res.labels))

@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from bmvseg.data.classes import ClassSet
 from bmvseg.errors import BmvsegError
 from bmvseg.output import claim_output_dir
 from bmvseg.output.frames import FrameLog, check_storable
@@ -181,7 +182,7 @@ def segment_live_to_dir(
     try:
         sink = LiveSink(out, overlay=overlay and live.overlay_url is None,
                         overlay_url=live.overlay_url, fps=reader.fps,
-                        palette=engine.model.palette,
+                        classes=ClassSet.of(engine.model),
                         arrived=lambda i: feed.arrivals.pop(i, None))  # fmt: skip
     except BaseException:
         feed.close()
@@ -207,7 +208,7 @@ class _LiveRun:
                  identity: dict, device: str, command: str) -> None:  # fmt: skip
         self.feed, self.engine, self.keep = feed, engine, keep
         self.about, self.identity, self.device, self.command = about, identity, device, command
-        self.log = FrameLog()
+        self.log = FrameLog(engine.model)
         self.writer: Worker | None = None
         self.t0 = time.perf_counter()
         self.dropped_told = 0

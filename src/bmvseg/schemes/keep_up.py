@@ -26,10 +26,17 @@ again from a keyframe (see :func:`restarted`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
 from bmvseg.errors import BmvsegError
-from bmvseg.schemes.keyframes import KeyframeSchedule
+from bmvseg.schemes.keyframes import (
+    CUT_VALID,
+    IFRAME_VALID,
+    KeyframeSchedule,
+    Mark,
+    Marked,
+    frame_is_cut,
+)
 from bmvseg.video.frame import Frame
 
 SLACK = 1  # frames waiting that still count as keeping up (the one being decoded)
@@ -58,21 +65,21 @@ class KeepUpSchedule:
     def stable(self, index: int) -> bool:
         return True  # one pass from the stream's first frame (see the module docstring)
 
-    def mark(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, str | None]]:
-        """Each frame with its reason; the first frame of each call is a keyframe, and the
-        interval carries over from the previous call."""
+    def mark(self, frames: Iterable[Frame]) -> Marked:
+        """Each frame with its :class:`~bmvseg.schemes.keyframes.Mark` (cuts found as fixed
+        placement finds them); the first frame of each call is a keyframe, and the interval
+        carries over from the previous call."""
         last: int | None = None
         for fr in frames:
+            mark = Mark(cut=fr.index > 0 and frame_is_cut(fr, CUT_VALID, IFRAME_VALID))
             if last is None:
-                reason: str | None = "start"
+                mark = mark.placed("start")
             elif fr.index - last >= self.current:
-                reason = "interval" if self.current == self.interval else "keep-up"
-            else:
-                reason = None
-            if reason is not None:
+                mark = mark.placed("interval" if self.current == self.interval else "keep-up")
+            if mark.keyframe:
                 last = fr.index
                 self._adjust(fr.index)
-            yield fr, reason
+            yield fr, mark
 
     def _adjust(self, index: int) -> None:
         waiting, dropped = self.backlog(), self.dropped()
@@ -104,9 +111,10 @@ class _Restarted:
     def stable(self, index: int) -> bool:
         return True
 
-    def mark(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, str | None]]:
+    def mark(self, frames: Iterable[Frame]) -> Marked:
         first = True
-        for fr, why in self.inner.mark(frames):
-            if first:
-                first, why = False, self.reason
-            yield fr, why
+        for fr, mark in self.inner.mark(frames):
+            if first:  # the gap's reason first, then whatever else it is (a cut)
+                first = False
+                mark = Mark(cut=mark.cut).placed(self.reason)
+            yield fr, mark

@@ -179,7 +179,7 @@ class FixedSchedule:
     def mark(self, frames: Iterable[Frame]) -> Marked:
         first = True
         for fr in frames:
-            mark = Mark(cut=fr.index > 0 and _cut_frame(fr, self.cut_valid, self.iframe_valid))
+            mark = Mark(cut=fr.index > 0 and frame_is_cut(fr, self.cut_valid, self.iframe_valid))
             if first:
                 first = False
                 mark = mark.placed("start")
@@ -202,7 +202,7 @@ def is_cut(sig: Signal, cut_valid: float = CUT_VALID, iframe_valid: float = IFRA
     return sig.valid < (iframe_valid if sig.iframe else cut_valid)
 
 
-def _cut_frame(frame: Frame, cut_valid: float, iframe_valid: float) -> bool:
+def frame_is_cut(frame: Frame, cut_valid: float, iframe_valid: float) -> bool:
     """Whether ``frame`` is a cut (a frame without a motion field cannot be said to be one)."""
     return frame.motion is not None and is_cut(signal(frame), cut_valid, iframe_valid)
 
