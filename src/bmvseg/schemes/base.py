@@ -85,10 +85,32 @@ class Networks(Protocol):
     def labels(self, feats: Features, hw: tuple[int, int]
                ) -> tuple[np.ndarray, torch.Tensor | None]: ...  # fmt: skip
 
+    def labels_of_logits(self, low: torch.Tensor, hw: tuple[int, int]
+                         ) -> tuple[np.ndarray, torch.Tensor | None]: ...  # fmt: skip
+
+    def logits(self, feats: Features) -> torch.Tensor: ...
+
+    def task_is_affine(self, like: Features) -> bool: ...
+
 
 class RunContext:
     """What the scheme of one run shares with the engine: the networks, the frames wanted,
-    the image size, and (for motion schemes) the engine's shared carrier if it has one."""
+    the image size, and (for motion schemes) the engine's shared carrier if it has one.
+
+    **Class space.**  What a scheme carries from a keyframe (:meth:`keyframe`'s first value)
+    is the keyframe's features, or, when the run *carries logits*, its low-resolution logits
+    as a one-tensor tuple: schemes warp and avg-fuse either the same way and hand it back to
+    :meth:`result`.  A run carries logits when the task network is one per-pixel affine map
+    (:mod:`bmvseg.models.class_space`), the scheme has an interval, fusion (if it fuses) is
+    ``avg``, features are not kept (``keep_features``) and no carrier is shared with other
+    runs (the accuracy sweep memoises feature chains).  Bilinear warp weights and avg fusion
+    weights each add up to 1, so the carried logits equal the task network on the carried
+    features up to float rounding: labels differ only where two classes' scores are that
+    close.  Motion cells with invalid vectors change nothing: their vectors are filled in
+    motion space (:func:`bmvseg.warp.warp.fill_invalid`) before any map is warped, so both
+    spaces are warped by the same flow, and samples outside the map clamp to the border with
+    weights that still add up to 1.
+    """
 
     def __init__(self, engine: Networks, wanted: Container[int] | None,
                  carrier: Carrier | None = None) -> None:  # fmt: skip
@@ -100,24 +122,46 @@ class RunContext:
         self.wanted = wanted
         self.shared_carrier = carrier
         self.hw: tuple[int, int] | None = None  # the image size, from the first keyframe
+        self.carries_logits: bool | None = None  # decided at the first keyframe
 
     def want(self, index: int) -> bool:
         """Whether the caller asked for this frame's result (work for others can be skipped)."""
         return self.wanted is None or index in self.wanted
 
     def keyframe(self, frame: Frame, reason: str) -> tuple[Features, FrameResult]:
-        """A keyframe: the feature network, and its result."""
+        """A keyframe: the feature network, and its result.  The first value is what the
+        scheme carries: the features, or ``(logits,)`` in class space (see the class)."""
         if self.hw is None:
             self.hw = frame.image.shape[:2]
         feats = self.engine.features(frame)
+        if self._carry_logits(feats):
+            feats = (self.engine.logits(feats),)
         return feats, self.result(frame, feats, 0, reason)
+
+    def _carry_logits(self, feats: Features) -> bool:
+        if self.carries_logits is None:
+            cfg = self.config
+            traits = cfg.traits
+            self.carries_logits = (
+                traits.uses_interval
+                and (cfg.fusion == "avg" or not traits.fuses)
+                and not cfg.keep_features
+                and self.shared_carrier is None
+                and self.engine.task_is_affine(feats)
+            )
+        return self.carries_logits
 
     def result(
         self, frame: Frame, feats: Features | None, offset: int, reason: str | None = None
     ) -> FrameResult:
-        """The frame's labels from its (fresh or carried) features; a stub if not wanted."""
+        """The frame's labels from what was carried to it (features, or logits in class space)
+        or its fresh features; a stub if not wanted."""
         wanted = self.want(frame.index)
-        labels, logits = self.engine.labels(feats, self.hw) if wanted else (None, None)
+        labels, logits = None, None
+        if wanted and self.carries_logits:
+            labels, logits = self.engine.labels_of_logits(feats[0], self.hw)
+        elif wanted:
+            labels, logits = self.engine.labels(feats, self.hw)
         cfg = self.config
         return FrameResult(
             index=frame.index,

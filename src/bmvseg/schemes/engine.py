@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from bmvseg.errors import BmvsegError
-from bmvseg.models.base import Features, SegmentationModel
+from bmvseg.models.base import Features, SegmentationModel, upsample
+from bmvseg.models.class_space import affine_task
 from bmvseg.schemes.base import FrameResult, Marked, RunContext
 from bmvseg.schemes.config import EngineConfig
 from bmvseg.schemes.fusion import ConvFusion
@@ -91,6 +92,7 @@ class Engine:
         self.timer = timer or StageTimer()
         self._features = features
         self._shared_carrier = carrier
+        self._affine: bool | None = None
 
     # -- the two networks ------------------------------------------------------------------
     def features(self, frame: Frame) -> Features:
@@ -106,22 +108,47 @@ class Engine:
         self, feats: Features, hw: tuple[int, int]
     ) -> tuple[np.ndarray, torch.Tensor | None]:
         """The task network and arg-max: class ids at the image size ``hw`` (and the full-size
-        logits with ``keep_logits``).
-
-        The lean path (a model whose task is "low-resolution logits, then bilinear upsample")
-        never builds the full-size logits: :func:`labels_from_lowres_logits` gives the same
-        labels, ties aside, at a fraction of the cost.
-        """
+        logits with ``keep_logits``)."""
         cfg, model = self.cfg, self.model
-        if cfg.label_stride == 1 and not cfg.keep_logits and model.has_lowres_logits:
+        if model.has_lowres_logits:
             with self.timer("task"):
                 low = model.logits(feats)
-            with self.timer("argmax"):
-                return labels_from_lowres_logits(low, hw), None
+            return self.labels_of_logits(low, hw)
         with self.timer("task"):
             logits = task_logits(model, feats, hw, cfg.label_stride)
         with self.timer("argmax"):
             return argmax_labels(logits, hw), logits
+
+    def labels_of_logits(
+        self, low: torch.Tensor, hw: tuple[int, int]
+    ) -> tuple[np.ndarray, torch.Tensor | None]:
+        """Class ids at ``hw`` from low-resolution logits ``(1, K, h, w)``, fresh or carried.
+
+        The lean path never builds the full-size logits: :func:`labels_from_lowres_logits`
+        gives the labels of their upsample, ties aside, at a fraction of the cost; with
+        ``keep_logits`` or ``label_stride`` > 1 the logits are upsampled as the task does.
+        """
+        cfg = self.cfg
+        if cfg.label_stride == 1 and not cfg.keep_logits:
+            with self.timer("argmax"):
+                return labels_from_lowres_logits(low, hw), None
+        h, w = hw
+        with self.timer("task"):
+            logits = upsample(low, (-(-h // cfg.label_stride), -(-w // cfg.label_stride)))
+        with self.timer("argmax"):
+            return argmax_labels(logits, hw), logits
+
+    def logits(self, feats: Features) -> torch.Tensor:
+        """The task network's low-resolution logits (a model with ``has_lowres_logits``)."""
+        with self.timer("task"):
+            return self.model.logits(feats)
+
+    def task_is_affine(self, like: Features) -> bool:
+        """Whether the task network is one per-pixel affine map on features shaped like
+        ``like`` (:func:`~bmvseg.models.class_space.affine_task`), asked once per engine."""
+        if self._affine is None:
+            self._affine = affine_task(self.model, like)
+        return self._affine
 
     # -- the run ---------------------------------------------------------------------------
     def run(
