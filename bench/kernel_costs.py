@@ -19,7 +19,8 @@ Four sections (pick with ``--only``), each printed as a Markdown table:
 Timings are medians (``--repeat``) with the two compared variants interleaved; the machine's
 load average is printed, compare rows within one run.
 
-Usage: ``python bench/kernels.py [--only labels warp frame estimate] [--repeat 7] [--camvid DIR]``
+Usage: ``python bench/kernel_costs.py [--only labels warp frame estimate] [--repeat 7]
+[--camvid DIR]``
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from bmvseg.data.textures import block_flow, moving_texture_clip
-from bmvseg.schemes.labels import labels_and_share
+from bmvseg.schemes.labels import DENSE_ABOVE, labels_and_share
 from bmvseg.video.estimate import X264MotionEstimator, x264_estimator_options
 from bmvseg.warp import sampler, warp, warp_with
 
@@ -70,15 +71,20 @@ def dense_labels(logits: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
 
 
 def labels_row(name: str, logits: torch.Tensor, hw: tuple[int, int], repeat: int) -> str:
+    """Dense, sparse on every frame, and the per-frame choice (dense above DENSE_ABOVE)."""
     ref = dense_labels(logits, hw)
     ours, share = labels_and_share(logits, hw)
-    dense_ms, sparse_ms = medians(
-        repeat, lambda: dense_labels(logits, hw), lambda: labels_and_share(logits, hw)
+    dense_ms, sparse_ms, chosen_ms = medians(
+        repeat,
+        lambda: dense_labels(logits, hw),
+        lambda: labels_and_share(logits, hw, dense_above=1.0),
+        lambda: labels_and_share(logits, hw),
     )
     diff = int((ours != ref).sum())
+    path = "dense" if share > DENSE_ABOVE else "sparse"
     return (
-        f"| {name} | {dense_ms:.1f} | {sparse_ms:.1f} | {dense_ms / sparse_ms:.1f} | "
-        f"{100 * share:.1f} | {diff} |"
+        f"| {name} | {dense_ms:.1f} | {sparse_ms:.1f} | {chosen_ms:.1f} ({path}) | "
+        f"{chosen_ms / dense_ms:.2f} | {100 * share:.1f} | {diff} |"
     )
 
 
@@ -101,9 +107,10 @@ def camvid_logits(directory: Path, sizes: list[tuple[int, int]], frames: int):
 
 
 def bench_labels(repeat: int, camvid: Path | None) -> None:
-    print("## labels: dense upsample + arg-max vs sparse (ms per frame)\n")
-    print("| logits | dense | sparse | x | cells recomputed (%) | pixels differing |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("## labels: dense upsample + arg-max vs sparse vs the per-frame choice (ms per frame)\n")
+    print("| logits | dense | sparse | chosen | chosen / dense | cells disagreeing (%) "
+          "| pixels differing |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for h, w in [(540, 960), (720, 960)]:
         for stride in (4, 8):
             for k in (11, 19):
@@ -112,6 +119,19 @@ def bench_labels(repeat: int, camvid: Path | None) -> None:
                 # (the dense path is fastest on that layout too).
                 logits = logits.contiguous().contiguous(memory_format=torch.channels_last)
                 print(labels_row(f"blobs K={k} stride {stride} -> {w}x{h}", logits, (h, w), repeat))
+    h, w = 540, 960
+    for k in (11, 19):  # more and more uncertain scores, up to random ones (an untrained net)
+        g = torch.Generator().manual_seed(k)
+        for cell, noise in [(6, 0.3), (3, 1.0), (2, 2.0), (None, None)]:
+            low = (135, 240)
+            if cell is None:
+                logits, name = torch.randn(1, k, *low, generator=g), "random"
+            else:
+                logits = blob_logits(k, *low, seed=k, cell=cell)
+                logits = logits + noise * torch.randn(logits.shape, generator=g)
+                name = f"blobs cell {cell} noise {noise}"
+            logits = logits.contiguous(memory_format=torch.channels_last)
+            print(labels_row(f"{name} K={k} stride 4 -> {w}x{h}", logits, (h, w), repeat))
     if camvid is not None:
         with torch.inference_mode():
             for name, logits, hw in camvid_logits(camvid, [(540, 960), (720, 960)], 3):
