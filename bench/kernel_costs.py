@@ -1,6 +1,6 @@
 """Micro-costs of the per-frame kernels of an intermediate frame, old way against new way.
 
-Four sections (pick with ``--only``), each printed as a Markdown table:
+Five sections (pick with ``--only``), each printed as a Markdown table:
 
 * ``labels``: full-size labels from low-resolution logits: the dense path (bilinear upsample
   to full size, then arg-max: what ``Engine.result`` did) against
@@ -10,6 +10,9 @@ Four sections (pick with ``--only``), each printed as a Markdown table:
   shipped ``enet_lite`` model's own logits on CamVid test frames when ``--camvid`` is given.
 * ``warp``: ``grid_sample`` (NCHW and channels-last input, one map and a batched pair) against
   :func:`bmvseg.warp.warp` (fused weighted gather), with the largest difference.
+* ``fusion``: avg fusion of two warped (channels-last) maps: ``ff * a + fb * b`` as two passes
+  (what :func:`bmvseg.schemes.fusion.fuse` did), the same into one buffer in place, and
+  ``torch.lerp`` (one pass), at the channel counts of class space and of feature space.
 * ``frame``: one inter-BMV intermediate frame of the shipped model at 960x540 (two warps,
   fusion, task network, labels), yesterday's kernels against today's, and how many labels
   agree (the warps differ by float rounding, so a few boundary pixels may flip).
@@ -19,7 +22,7 @@ Four sections (pick with ``--only``), each printed as a Markdown table:
 Timings are medians (``--repeat``) with the two compared variants interleaved; the machine's
 load average is printed, compare rows within one run.
 
-Usage: ``python bench/kernel_costs.py [--only labels warp frame estimate] [--repeat 7]
+Usage: ``python bench/kernel_costs.py [--only labels warp fusion frame estimate] [--repeat 7]
 [--camvid DIR]``
 """
 
@@ -186,6 +189,28 @@ def warp_row(c: int, h: int, w: int, label: str, repeat: int) -> str:
     return f"| {label} | " + " | ".join(f"{m:.2f}" for m in ms) + f" | {diff:.1e} |"
 
 
+def bench_fusion(repeat: int) -> None:
+    print("## fusion: avg of two channels-last maps at 960x540, stride 4 (ms per call)\n")
+    print("| map | f * a + g * b | in place | lerp | lerp / first | max diff |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for c, label in [(19, "19 logits (class space)"), (64, "enet_lite features (64 ch)"),
+                     (768, "SegFormer-B2 context features (768 ch)")]:  # fmt: skip
+        print(fusion_row(c, label, repeat))
+    print()
+
+
+def fusion_row(c: int, label: str, repeat: int, a: float = 0.7) -> str:
+    g = torch.Generator().manual_seed(0)
+    f, b = (torch.randn(1, c, 135, 240, generator=g).contiguous(
+        memory_format=torch.channels_last) for _ in range(2))  # fmt: skip
+    ms = medians(repeat, lambda: torch.add(f * a, b, alpha=1 - a),
+                 lambda: torch.mul(f, a).add_(b, alpha=1 - a),
+                 lambda: torch.lerp(b, f, a))  # fmt: skip
+    diff = float((torch.add(f * a, b, alpha=1 - a) - torch.lerp(b, f, a)).abs().max())
+    cells = " | ".join(f"{m:.2f}" for m in ms)
+    return f"| {label} | {cells} | {ms[2] / ms[0]:.2f} | {diff:.1e} |"
+
+
 ESTIMATOR_VARIANTS: dict[str, dict[str, str]] = {
     "shipped (ultrafast subme=1 dia qp30 ...)": {},
     "dct-decimate=0": {"dct-decimate": "0"},
@@ -283,7 +308,8 @@ def bench_frame(repeat: int, camvid: Path | None) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", nargs="+", default=["labels", "warp", "frame", "estimate"])
+    ap.add_argument("--only", nargs="+", default=["labels", "warp", "fusion", "frame",
+                                                            "estimate"])
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--camvid", type=Path, help="a folder of CamVid test PNGs (real logits)")
     ap.add_argument("--size", default="960x540", help="WxH of the estimator clips")
@@ -300,6 +326,8 @@ def main() -> None:
         bench_labels(args.repeat, args.camvid)
     if "warp" in args.only:
         bench_warp(args.repeat)
+    if "fusion" in args.only:
+        bench_fusion(args.repeat)
     if "frame" in args.only:
         bench_frame(args.repeat, args.camvid)
     if "estimate" in args.only:
