@@ -130,13 +130,13 @@ def clip_from(video: str, size: str | None, frames: int, tmp: str) -> tuple[str,
 
 @contextlib.contextmanager
 def feature_space():
-    """Runs inside stay in feature space (the engine asks whether the task is affine)."""
-    real = engine_module.affine_task
-    engine_module.affine_task = lambda model, like: False
+    """Runs inside stay in feature space (the engine asks where to cut the task)."""
+    real = engine_module.task_cut
+    engine_module.task_cut = lambda model, like: None
     try:
         yield
     finally:
-        engine_module.affine_task = real
+        engine_module.task_cut = real
 
 
 def clip_runs(model, video, variants, intervals, opts, end: int, spaces: bool):

@@ -1,6 +1,7 @@
-"""Class space: a task network that is one per-pixel affine map lets the engine warp and fuse
-the logits instead of the features, with the labels of the feature-space path except at
-near-ties (counted).  ``keep_features`` keeps a run in feature space: the reference here."""
+"""Class space: a task network that is (or begins with) one per-pixel affine map lets the
+engine warp and fuse the logits (or that narrower map) instead of the features, with the labels
+of the feature-space path except at near-ties (counted).  ``keep_features`` keeps a run in
+feature space: the reference here."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bmvseg.data.textures import moving_texture_clip
-from bmvseg.models.class_space import affine_task
+from bmvseg.models.class_space import affine_task, task_cut
 from bmvseg.models.enet import build_enet_lite
 from bmvseg.models.split import split_module
 from bmvseg.schemes.engine import Engine, EngineConfig
@@ -95,9 +96,23 @@ def test_segformer_context_split_is_affine_and_backbone_is_not() -> None:
     assert not affine_task(merged, _like(ctx))
 
 
-def test_enet_lite_task_is_not_affine() -> None:
+def test_enet_lite_task_is_cut_after_its_affine_part() -> None:
+    torch.manual_seed(0)
     model = build_enet_lite().eval()  # its task has a PReLU between two 1x1 convolutions
-    assert not affine_task(model, _like(model))
+    like = _like(model)
+    assert not affine_task(model, like)
+    cut = task_cut(model, like)
+    assert cut is not None and cut.channels == 32 and cut.rest is not None
+    f = torch.randn(1, 64, 7, 9)
+    with torch.inference_mode():
+        torch.testing.assert_close(cut.logits(cut.carry(f)), model.logits((f,)))
+
+
+def test_no_cut_where_nothing_is_narrower() -> None:
+    model = _split(_nonaffine_heads()["3x3"]).eval()
+    assert task_cut(model, _like(model)) is None
+    wide = _split(nn.Conv2d(12, 40, 1)).eval()  # affine, but wider than the features
+    assert affine_task(wide, _like(wide)) and task_cut(wide, _like(wide)) is None
 
 
 def test_training_mode_is_not_affine() -> None:
@@ -123,7 +138,8 @@ def _run(model, path: Path, **kw) -> tuple[Engine, list]:
 
 def _models() -> dict:
     return {"segformer": _segformer, "split_module": lambda: _split(_affine_heads()["1x1"]),
-            "enet_lite": lambda: build_enet_lite().eval()}  # fmt: skip
+            "enet_lite": lambda: build_enet_lite().eval(),
+            "split_3x3": lambda: _split(_nonaffine_heads()["3x3"])}  # fmt: skip
 
 
 @pytest.mark.parametrize("scheme", ["inter-bmv", "prop-bmv", "inter-flow"])
@@ -133,7 +149,7 @@ def test_class_space_equals_feature_space(clip, name, scheme) -> None:
     model = _models()[name]()
     engine, ours = _run(model, clip, scheme=scheme, interval=4)
     _, ref = _run(model, clip, scheme=scheme, interval=4, keep_features=True)
-    assert engine.task_is_affine(_like(model)) == (name != "enet_lite")
+    assert (engine.task_cut(_like(model)) is None) == (name == "split_3x3")
     ties = 0
     for a, b in zip(ours, ref, strict=True):
         assert a.index == b.index and a.keyframe == b.keyframe
@@ -145,7 +161,7 @@ def test_class_space_equals_feature_space(clip, name, scheme) -> None:
             gap = (top2[0] - top2[1]).numpy()
             assert (gap[differ] <= 2e-4 * scale).all(), (name, a.index)
             ties += int(differ.sum())
-        if name == "enet_lite":  # no class space: the very same computation
+        if name == "split_3x3":  # no class space: the very same computation
             assert np.array_equal(a.labels, b.labels) and torch.equal(a.logits, b.logits)
     assert ties <= 1e-3 * len(ours) * H * W, ties
 

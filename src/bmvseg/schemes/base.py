@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from bmvseg.models.base import Features, SegmentationModel
+from bmvseg.models.class_space import TaskCut
 from bmvseg.schemes.fusion import ConvFusion
 from bmvseg.schemes.propagation import Carrier, Flows, flows_prev_to_cur
 from bmvseg.schemes.timing import StageTimer
@@ -90,7 +91,7 @@ class Networks(Protocol):
 
     def logits(self, feats: Features) -> torch.Tensor: ...
 
-    def task_is_affine(self, like: Features) -> bool: ...
+    def task_cut(self, like: Features) -> TaskCut | None: ...
 
 
 class RunContext:
@@ -98,18 +99,21 @@ class RunContext:
     the image size, and (for motion schemes) the engine's shared carrier if it has one.
 
     **Class space.**  What a scheme carries from a keyframe (:meth:`keyframe`'s first value)
-    is the keyframe's features, or, when the run *carries logits*, its low-resolution logits
-    as a one-tensor tuple: schemes warp and avg-fuse either the same way and hand it back to
-    :meth:`result`.  A run carries logits when the task network is one per-pixel affine map
-    (:mod:`bmvseg.models.class_space`), the scheme has an interval, fusion (if it fuses) is
-    ``avg``, features are not kept (``keep_features``) and no carrier is shared with other
-    runs (the accuracy sweep memoises feature chains).  Bilinear warp weights and avg fusion
-    weights each add up to 1, so the carried logits equal the task network on the carried
-    features up to float rounding: labels differ only where two classes' scores are that
-    close.  Motion cells with invalid vectors change nothing: their vectors are filled in
-    motion space (:func:`bmvseg.warp.warp.fill_invalid`) before any map is warped, so both
-    spaces are warped by the same flow, and samples outside the map clamp to the border with
-    weights that still add up to 1.
+    is the keyframe's features, or, when the run has a *task cut*, those features taken
+    through the task network's narrowest per-pixel affine part, as a one-tensor tuple: the
+    logits themselves when the whole task is affine (SegFormer's context split: 19 channels
+    instead of 768), else a narrower map (``enet_lite``: 32 channels after its first 1x1
+    convolution and batch norm, instead of 64) that :meth:`result` takes through the rest of
+    the task.  Schemes warp and avg-fuse either the same way.  A run has a cut when
+    :func:`~bmvseg.models.class_space.task_cut` finds one, the scheme has an interval, fusion
+    (if it fuses) is ``avg``, features are not kept (``keep_features``) and no carrier is
+    shared with other runs (the accuracy sweep memoises feature chains).  Bilinear warp
+    weights and avg fusion weights each add up to 1, so carrying after an affine map equals
+    carrying before it up to float rounding: labels differ only where two classes' scores
+    are that close.  Motion cells with invalid vectors change nothing: their vectors are
+    filled in motion space (:func:`bmvseg.warp.warp.fill_invalid`) before any map is warped,
+    so both spaces are warped by the same flow, and samples outside the map clamp to the
+    border with weights that still add up to 1.
     """
 
     def __init__(self, engine: Networks, wanted: Container[int] | None,
@@ -122,7 +126,8 @@ class RunContext:
         self.wanted = wanted
         self.shared_carrier = carrier
         self.hw: tuple[int, int] | None = None  # the image size, from the first keyframe
-        self.carries_logits: bool | None = None  # decided at the first keyframe
+        self.cut: TaskCut | None = None  # where the task is cut for carrying (see the class)
+        self._cut_asked = False  # decided at the first keyframe
 
     def want(self, index: int) -> bool:
         """Whether the caller asked for this frame's result (work for others can be skipped)."""
@@ -130,36 +135,41 @@ class RunContext:
 
     def keyframe(self, frame: Frame, reason: str) -> tuple[Features, FrameResult]:
         """A keyframe: the feature network, and its result.  The first value is what the
-        scheme carries: the features, or ``(logits,)`` in class space (see the class)."""
+        scheme carries: the features, or the task cut's map in class space (see the class)."""
         if self.hw is None:
             self.hw = frame.image.shape[:2]
         feats = self.engine.features(frame)
-        if self._carry_logits(feats):
-            feats = (self.engine.logits(feats),)
+        cut = self._cut(feats)
+        if cut is not None:
+            with self.timer("task"):
+                feats = (cut.carry(feats[0]),)
         return feats, self.result(frame, feats, 0, reason)
 
-    def _carry_logits(self, feats: Features) -> bool:
-        if self.carries_logits is None:
+    def _cut(self, feats: Features) -> TaskCut | None:
+        if not self._cut_asked:
+            self._cut_asked = True
             cfg = self.config
             traits = cfg.traits
-            self.carries_logits = (
+            if (
                 traits.uses_interval
                 and (cfg.fusion == "avg" or not traits.fuses)
                 and not cfg.keep_features
                 and self.shared_carrier is None
-                and self.engine.task_is_affine(feats)
-            )
-        return self.carries_logits
+            ):
+                self.cut = self.engine.task_cut(feats)
+        return self.cut
 
     def result(
         self, frame: Frame, feats: Features | None, offset: int, reason: str | None = None
     ) -> FrameResult:
-        """The frame's labels from what was carried to it (features, or logits in class space)
-        or its fresh features; a stub if not wanted."""
+        """The frame's labels from what was carried to it (features, or the task cut's map in
+        class space) or its fresh features; a stub if not wanted."""
         wanted = self.want(frame.index)
         labels, logits = None, None
-        if wanted and self.carries_logits:
-            labels, logits = self.engine.labels_of_logits(feats[0], self.hw)
+        if wanted and self.cut is not None:
+            with self.timer("task"):
+                low = self.cut.logits(feats[0])
+            labels, logits = self.engine.labels_of_logits(low, self.hw)
         elif wanted:
             labels, logits = self.engine.labels(feats, self.hw)
         cfg = self.config

@@ -26,7 +26,7 @@ import torch
 
 from bmvseg.errors import BmvsegError
 from bmvseg.models.base import Features, SegmentationModel, upsample
-from bmvseg.models.class_space import affine_task
+from bmvseg.models.class_space import TaskCut, task_cut
 from bmvseg.schemes.base import FrameResult, Marked, RunContext
 from bmvseg.schemes.config import EngineConfig
 from bmvseg.schemes.fusion import ConvFusion
@@ -92,7 +92,7 @@ class Engine:
         self.timer = timer or StageTimer()
         self._features = features
         self._shared_carrier = carrier
-        self._affine: bool | None = None
+        self._cut: TaskCut | None | bool = False  # False: not asked yet
 
     # -- the two networks ------------------------------------------------------------------
     def features(self, frame: Frame) -> Features:
@@ -143,12 +143,12 @@ class Engine:
         with self.timer("task"):
             return self.model.logits(feats)
 
-    def task_is_affine(self, like: Features) -> bool:
-        """Whether the task network is one per-pixel affine map on features shaped like
-        ``like`` (:func:`~bmvseg.models.class_space.affine_task`), asked once per engine."""
-        if self._affine is None:
-            self._affine = affine_task(self.model, like)
-        return self._affine
+    def task_cut(self, like: Features) -> TaskCut | None:
+        """Where the task network may be cut for carrying (the class space of
+        :mod:`bmvseg.models.class_space`) on features shaped like ``like``; asked once."""
+        if self._cut is False:
+            self._cut = task_cut(self.model, like)
+        return self._cut
 
     # -- the run ---------------------------------------------------------------------------
     def run(
