@@ -40,10 +40,12 @@ import torch
 import torch.nn.functional as F
 
 _CHUNK = 1 << 16  # full-resolution pixels recomputed per batch (bounds memory)
-# Share of disagreeing cells above which the dense upsample + arg-max is cheaper: the sparse
-# path's cost crossed the dense one's at 40-60% of the cells for 11-19 classes at 960x540,
-# stride 4 (``bench/kernel_costs.py --only labels``; ``bench/RESULTS-throughput.md``).
-DENSE_ABOVE = 0.5
+# Share of disagreeing cells above which the dense upsample + arg-max is taken: the sparse
+# path's cost crossed the dense one's at 55-70% of the cells for 11 classes and 60-100% for
+# 19 at 960x540, stride 4, and stayed within 1.2x of it above (``bench/kernel_costs.py
+# --only labels``; ``bench/RESULTS-throughput.md``).  Trained networks on street frames sit
+# at 10-20%.
+DENSE_ABOVE = 0.6
 
 
 def _fma(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
