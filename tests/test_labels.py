@@ -9,7 +9,13 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bmvseg.schemes.labels import _near_method, _tiles, labels_and_share, labels_from_lowres_logits
+from bmvseg.schemes.labels import (
+    DENSE_ABOVE,
+    _near_method,
+    _tiles,
+    labels_and_share,
+    labels_from_lowres_logits,
+)
 
 
 def blob_logits(k: int, h: int, w: int, seed: int = 0, cell: int = 10) -> torch.Tensor:
@@ -22,8 +28,9 @@ def blob_logits(k: int, h: int, w: int, seed: int = 0, cell: int = 10) -> torch.
 
 
 def ties_only(logits: torch.Tensor, hw: tuple[int, int], void_index: int | None = None) -> int:
-    """Assert the sparse labels differ from the dense ones only at exact ties; count those."""
-    labels = labels_from_lowres_logits(logits, hw, void_index)
+    """Assert the sparse labels differ from the dense ones only at exact ties; count those.
+    (The sparse path on every frame: ``dense_above=1.0``.)"""
+    labels = labels_from_lowres_logits(logits, hw, void_index, dense_above=1.0)
     assert labels.shape == hw and labels.dtype == np.uint8
     if void_index is not None:
         logits = logits[:, [i for i in range(logits.shape[1]) if i != void_index]]
@@ -59,6 +66,28 @@ def test_real_looking_logits_match_dense(k: int, h: int, w: int, out: tuple[int,
     labels, share = labels_and_share(logits, out)
     assert 0.0 < share < 0.5  # most cells are uniform: that is where the time is saved
     assert ties_only(logits, out) == 0
+
+
+@pytest.mark.parametrize("k", [11, 19])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_uncertain_frames_take_the_dense_path(k: int, channels_last: bool) -> None:
+    """Random logits: nearly every cell disagrees, so the frame takes the dense path, whose
+    labels are the reference's bit for bit; certain frames stay sparse."""
+    g = torch.Generator().manual_seed(k)
+    logits = torch.randn(1, k, 34, 60, generator=g)
+    if channels_last:
+        logits = logits.contiguous(memory_format=torch.channels_last)
+    labels, share = labels_and_share(logits, (135, 240))
+    assert share > DENSE_ABOVE
+    ref = F.interpolate(logits, (135, 240), mode="bilinear", align_corners=False)[0].argmax(0)
+    assert np.array_equal(labels, ref.to(torch.uint8).numpy())
+    sparse, same = labels_and_share(logits, (135, 240), dense_above=1.0)
+    assert same == share and np.array_equal(sparse, labels)  # no ties in random scores
+    _, certain = labels_and_share(blob_logits(k, 34, 60, seed=k), (135, 240))
+    assert certain <= DENSE_ABOVE
+    logits[:, 1] = float("-inf")  # a class never predicted stays so on the dense path too
+    labels, share = labels_and_share(logits, (135, 240))
+    assert share > DENSE_ABOVE and not (labels == 1).any()
 
 
 def test_channels_last_logits() -> None:

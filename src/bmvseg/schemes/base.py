@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from bmvseg.models.base import Features, SegmentationModel
+from bmvseg.models.class_space import TaskCut
 from bmvseg.schemes.fusion import ConvFusion
 from bmvseg.schemes.keyframes import NOT_KEYFRAME, Mark, Marked
 from bmvseg.schemes.propagation import Carrier, Flows, flows_prev_to_cur
@@ -88,10 +89,35 @@ class Networks(Protocol):
     def labels(self, feats: Features, hw: tuple[int, int]
                ) -> tuple[np.ndarray, torch.Tensor | None]: ...  # fmt: skip
 
+    def labels_of_logits(self, low: torch.Tensor, hw: tuple[int, int]
+                         ) -> tuple[np.ndarray, torch.Tensor | None]: ...  # fmt: skip
+
+    def logits(self, feats: Features) -> torch.Tensor: ...
+
+    def task_cut(self, like: Features) -> TaskCut | None: ...
+
 
 class RunContext:
     """What the scheme of one run shares with the engine: the networks, the frames wanted,
-    the image size, and (for motion schemes) the engine's shared carrier if it has one."""
+    the image size, and (for motion schemes) the engine's shared carrier if it has one.
+
+    **Class space.**  What a scheme carries from a keyframe (:meth:`keyframe`'s first value)
+    is the keyframe's features, or, when the run has a *task cut*, those features taken
+    through the task network's narrowest per-pixel affine part, as a one-tensor tuple: the
+    logits themselves when the whole task is affine (SegFormer's context split: 19 channels
+    instead of 768), else a narrower map (``enet_lite``: 32 channels after its first 1x1
+    convolution and batch norm, instead of 64) that :meth:`result` takes through the rest of
+    the task.  Schemes warp and avg-fuse either the same way.  A run has a cut when
+    :func:`~bmvseg.models.class_space.task_cut` finds one, the scheme has an interval, fusion
+    (if it fuses) is ``avg``, features are not kept (``keep_features``) and no carrier is
+    shared with other runs (the accuracy sweep memoises feature chains).  Bilinear warp
+    weights and avg fusion weights each add up to 1, so carrying after an affine map equals
+    carrying before it up to float rounding: labels differ only where two classes' scores
+    are that close.  Motion cells with invalid vectors change nothing: their vectors are
+    filled in motion space (:func:`bmvseg.warp.warp.fill_invalid`) before any map is warped,
+    so both spaces are warped by the same flow, and samples outside the map clamp to the
+    border with weights that still add up to 1.
+    """
 
     def __init__(self, engine: Networks, wanted: Container[int] | None,
                  carrier: Carrier | None = None) -> None:  # fmt: skip
@@ -103,6 +129,8 @@ class RunContext:
         self.wanted = wanted
         self.shared_carrier = carrier
         self.hw: tuple[int, int] | None = None  # the image size, from the first keyframe
+        self.task_cut: TaskCut | None = None  # the task's cut for carrying (see the class)
+        self._cut_asked = False  # decided at the first keyframe
 
     def want(self, index: int) -> bool:
         """Whether the caller asked for this frame's result (work for others can be skipped)."""
@@ -110,11 +138,30 @@ class RunContext:
 
     def keyframe(self, frame: Frame, mark: Mark) -> tuple[Features, FrameResult]:
         """A keyframe (``"start"`` if ``mark`` gives no reason): the feature network, and its
-        result."""
+        result.  The first value is what the scheme carries: the features, or the task cut's
+        map in class space (see the class)."""
         if self.hw is None:
             self.hw = frame.image.shape[:2]
         feats = self.engine.features(frame)
+        cut = self._task_cut(feats)
+        if cut is not None:
+            with self.timer("task"):
+                feats = (cut.carry(feats[0]),)
         return feats, self.result(frame, feats, 0, mark if mark.keyframe else mark.placed("start"))
+
+    def _task_cut(self, feats: Features) -> TaskCut | None:
+        if not self._cut_asked:
+            self._cut_asked = True
+            cfg = self.config
+            traits = cfg.traits
+            if (
+                traits.uses_interval
+                and (cfg.fusion == "avg" or not traits.fuses)
+                and not cfg.keep_features
+                and self.shared_carrier is None
+            ):
+                self.task_cut = self.engine.task_cut(feats)
+        return self.task_cut
 
     def result(
         self,
@@ -124,12 +171,19 @@ class RunContext:
         mark: Mark = NOT_KEYFRAME,
         sources: tuple[int, ...] | None = None,
     ) -> FrameResult:
-        """The frame's labels from its (fresh or carried) features; a stub if not wanted.
+        """The frame's labels from what was carried to it (features, or the task cut's map in
+        class space) or its fresh features; a stub if not wanted.
 
         ``sources`` defaults to the previous keyframe, ``offset`` frames back (itself on one).
         """
         wanted = self.want(frame.index)
-        labels, logits = self.engine.labels(feats, self.hw) if wanted else (None, None)
+        labels, logits = None, None
+        if wanted and self.task_cut is not None:
+            with self.timer("task"):
+                low = self.task_cut.logits(feats[0])
+            labels, logits = self.engine.labels_of_logits(low, self.hw)
+        elif wanted:
+            labels, logits = self.engine.labels(feats, self.hw)
         cfg = self.config
         return FrameResult(
             index=frame.index,

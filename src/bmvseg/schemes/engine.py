@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from bmvseg.errors import BmvsegError
-from bmvseg.models.base import Features, SegmentationModel
+from bmvseg.models.base import Features, SegmentationModel, upsample
+from bmvseg.models.class_space import TaskCut, task_cut
 from bmvseg.schemes.base import FrameResult, Marked, RunContext
 from bmvseg.schemes.config import EngineConfig
 from bmvseg.schemes.fusion import ConvFusion
@@ -92,6 +93,7 @@ class Engine:
         self.timer = timer or StageTimer()
         self._features = features
         self._shared_carrier = carrier
+        self._cut: TaskCut | None | bool = False  # False: not asked yet
 
     # -- the two networks ------------------------------------------------------------------
     def features(self, frame: Frame) -> Features:
@@ -107,23 +109,49 @@ class Engine:
         self, feats: Features, hw: tuple[int, int]
     ) -> tuple[np.ndarray, torch.Tensor | None]:
         """The task network and arg-max: class ids at the image size ``hw`` (and the full-size
-        logits with ``keep_logits``).
-
-        The lean path (a model whose task is "low-resolution logits, then bilinear upsample")
-        never builds the full-size logits: :func:`labels_from_lowres_logits` gives the same
-        labels, ties aside, at a fraction of the cost.
-        """
+        logits with ``keep_logits``)."""
         cfg, model = self.cfg, self.model
-        if cfg.label_stride == 1 and not cfg.keep_logits and model.has_lowres_logits:
+        if model.has_lowres_logits:
             with self.timer("task"):
                 low = model.logits(feats)
-            with self.timer("argmax"):  # at the padded size, cropped (see models.base)
-                labels = labels_from_lowres_logits(low, model.padded_size(hw))
-                return np.ascontiguousarray(labels[: hw[0], : hw[1]]), None
+            return self.labels_of_logits(low, hw)
         with self.timer("task"):
             logits = task_logits(model, feats, hw, cfg.label_stride)
         with self.timer("argmax"):
             return argmax_labels(logits, hw), logits
+
+    def labels_of_logits(
+        self, low: torch.Tensor, hw: tuple[int, int]
+    ) -> tuple[np.ndarray, torch.Tensor | None]:
+        """Class ids at ``hw`` from low-resolution logits ``(1, K, h, w)``, fresh or carried.
+
+        The lean path never builds the full-size logits: :func:`labels_from_lowres_logits`
+        gives the labels of their upsample, ties aside, at a fraction of the cost; with
+        ``keep_logits`` or ``label_stride`` > 1 the logits are upsampled as the task does.
+        """
+        cfg, (h, w) = self.cfg, hw
+        ph, pw = self.model.padded_size(hw)  # what the logits cover (models.base pads inputs)
+        if cfg.label_stride == 1 and not cfg.keep_logits:
+            with self.timer("argmax"):
+                labels = labels_from_lowres_logits(low, (ph, pw))
+                return np.ascontiguousarray(labels[:h, :w]), None
+        s = cfg.label_stride
+        with self.timer("task"):
+            logits = upsample(low, (-(-ph // s), -(-pw // s)))[..., : -(-h // s), : -(-w // s)]
+        with self.timer("argmax"):
+            return argmax_labels(logits, hw), logits
+
+    def logits(self, feats: Features) -> torch.Tensor:
+        """The task network's low-resolution logits (a model with ``has_lowres_logits``)."""
+        with self.timer("task"):
+            return self.model.logits(feats)
+
+    def task_cut(self, like: Features) -> TaskCut | None:
+        """Where the task network may be cut for carrying (the class space of
+        :mod:`bmvseg.models.class_space`) on features shaped like ``like``; asked once."""
+        if self._cut is False:
+            self._cut = task_cut(self.model, like)
+        return self._cut
 
     # -- the run ---------------------------------------------------------------------------
     def run(

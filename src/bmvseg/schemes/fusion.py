@@ -7,7 +7,10 @@ counts less.  Operators:
 
 * ``avg``: ``alpha * ff + (1 - alpha) * fb`` — the weighted average.  The weights sum to one, so
   the task network sees features at their usual scale (the unweighted mean of the already
-  weighted maps would halve them).
+  weighted maps would halve them).  Computed as ``torch.lerp(fb, ff, alpha)`` (``fb + alpha *
+  (ff - fb)``): one pass over the two maps and one output, where ``ff * a + fb * b`` made two
+  passes and a temporary map as large (``bench/kernel_costs.py --only fusion``); where the two
+  maps agree (static content) the result is that map exactly.
 * ``max``: ``max(alpha * ff, (1 - alpha) * fb)`` per element, exactly as the paper states it.
   Note this scales features by at most ``max(alpha, 1 - alpha)``; the benchmark shows the cost.
 * ``conv``: a learned 1x1 convolution over ``[alpha * ff, (1 - alpha) * fb]`` (2C -> C), one per
@@ -64,7 +67,7 @@ def fuse(
     out = []
     for i, (f, g) in enumerate(zip(ff, fb, strict=True)):
         if op == "avg":
-            out.append(torch.add(f * a, g, alpha=b))
+            out.append(torch.lerp(g, f, a))
         elif op == "max":
             out.append(torch.maximum(f * a, g * b))
         elif op == "conv":

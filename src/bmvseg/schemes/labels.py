@@ -7,7 +7,7 @@ one arg-max class, that class wins: exactly, because float rounding of a convex 
 monotone in each input (a strict win can at worst become an exact tie).  Full-resolution work
 is therefore needed only in the *cells* (2x2 neighbourhoods of low-res pixels) whose corners
 disagree (11-19% of the cells for the shipped model on CamVid street frames at stride 4, see
-``bench/kernels.py``); everywhere else the low-res labels are expanded with the upsample's own
+``bench/kernel_costs.py``); everywhere else the low-res labels are expanded with the upsample's own
 pixel-to-source mapping.  Inside a disagreeing cell only the classes that can win there are
 scored (a class whose largest corner is below every pixel's guaranteed best cannot).
 
@@ -22,6 +22,12 @@ multiply-adds emulated (channels-first maps, 480-960 px wide outputs), the kerne
 crops (channels-last maps, power-of-two scales), or one dense upsample.  So the labels equal
 the dense path's except at exact ties inside uniform cells, where the tie-breaking of a
 rounded score could differ (none in our tests).
+
+Bounded worst case: the sparse work grows with the share of disagreeing cells, the dense
+upsample + arg-max does not.  Each frame's share is measured first (one cheap pass over the
+low-res labels); above :data:`DENSE_ABOVE` the frame takes the dense path itself, so a frame of
+uncertain logits (many classes, an untrained or confused network) never costs much more than
+the dense path would.
 """
 
 from __future__ import annotations
@@ -34,6 +40,12 @@ import torch
 import torch.nn.functional as F
 
 _CHUNK = 1 << 16  # full-resolution pixels recomputed per batch (bounds memory)
+# Share of disagreeing cells above which the dense upsample + arg-max is taken: the sparse
+# path's cost crossed the dense one's at 55-70% of the cells for 11 classes and 60-100% for
+# 19 at 960x540, stride 4, and stayed within 1.2x of it above (``bench/kernel_costs.py
+# --only labels``; ``bench/RESULTS-throughput.md``).  Trained networks on street frames sit
+# at 10-20%.
+DENSE_ABOVE = 0.6
 
 
 def _fma(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -100,7 +112,10 @@ def disagreeing_cells(low: torch.Tensor) -> torch.Tensor:
 
 
 def labels_from_lowres_logits(
-    logits: torch.Tensor, out_hw: tuple[int, int], void_index: int | None = None
+    logits: torch.Tensor,
+    out_hw: tuple[int, int],
+    void_index: int | None = None,
+    dense_above: float = DENSE_ABOVE,
 ) -> np.ndarray:
     """Arg-max of the bilinear (align_corners=False) upsample of ``logits`` to ``out_hw``.
 
@@ -110,16 +125,21 @@ def labels_from_lowres_logits(
     not a class: it is dropped before the arg-max and the ids above it move down by one (as
     :meth:`~bmvseg.models.base.SegmentationModel.map_outputs` does).  The engine's other path,
     for models that upsample inside their task network, is
-    :func:`~bmvseg.schemes.engine.argmax_labels`.
+    :func:`~bmvseg.schemes.engine.argmax_labels`.  A frame whose share of disagreeing cells
+    is above ``dense_above`` takes the dense path (1.0: never; see the module docstring).
     """
-    labels, _ = labels_and_share(logits, out_hw, void_index)
+    labels, _ = labels_and_share(logits, out_hw, void_index, dense_above)
     return labels
 
 
 def labels_and_share(
-    logits: torch.Tensor, out_hw: tuple[int, int], void_index: int | None = None
+    logits: torch.Tensor,
+    out_hw: tuple[int, int],
+    void_index: int | None = None,
+    dense_above: float = DENSE_ABOVE,
 ) -> tuple[np.ndarray, float]:
-    """:func:`labels_from_lowres_logits` and the share of cells that needed full-resolution work."""
+    """:func:`labels_from_lowres_logits` and the share of disagreeing cells (the frame took
+    the dense path when it is above ``dense_above``)."""
     if logits.ndim != 4 or logits.shape[0] != 1:
         raise ValueError(f"logits must be (1, K, h, w), got {tuple(logits.shape)}")
     if void_index is not None:
@@ -134,6 +154,8 @@ def labels_and_share(
         return low.to(torch.uint8).cpu().numpy(), 0.0
     cells = disagreeing_cells(low)
     share = float(cells.float().mean())
+    if share > dense_above:
+        return _dense_labels(logits, out_hw), share
     ty_all, tx_all = _tiles(h, H, logits.device), _tiles(w, W, logits.device)
     # Every pixel takes its first source's low-res label (row gathers are plain copies).
     full = low.to(torch.uint8).index_select(1, tx_all.first).index_select(0, ty_all.first)
@@ -158,6 +180,16 @@ def labels_and_share(
             ys, xs = near_at // W, near_at % W
             out[near_at] = _kernel_argmax(logits, (H, W), taps, ty_all, tx_all, ys, xs)
     return out[:-1].view(H, W).cpu().numpy(), share
+
+
+def _dense_labels(logits: torch.Tensor, out_hw: tuple[int, int]) -> np.ndarray:
+    """The reference itself: the full-size upsample, then the arg-max (first index on ties).
+    A -inf score (a class never predicted) becomes the lowest float first: -inf times a zero
+    weight is nan, which the arg-max would pick."""
+    if bool(torch.isneginf(logits).any()):
+        logits = logits.clamp_min(torch.finfo(logits.dtype).min)
+    up = F.interpolate(logits, out_hw, mode="bilinear", align_corners=False)
+    return up[0].argmax(0).to(torch.uint8).cpu().numpy()
 
 
 def _finite_max_abs(logits: torch.Tensor) -> float:

@@ -225,7 +225,7 @@ def warp_pair(
     """Warp two maps with their own flows (inter-BMV's forward and backward step of a frame).
 
     Two calls, not one batched call: batching gains nothing on a CPU (the work is the same)
-    and would first copy both maps into one tensor (see ``bench/kernels.py``).
+    and would first copy both maps into one tensor (see ``bench/kernel_costs.py``).
     """
     return warp(a, flow_a), warp(b, flow_b)
 

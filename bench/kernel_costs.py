@@ -1,6 +1,6 @@
 """Micro-costs of the per-frame kernels of an intermediate frame, old way against new way.
 
-Four sections (pick with ``--only``), each printed as a Markdown table:
+Five sections (pick with ``--only``), each printed as a Markdown table:
 
 * ``labels``: full-size labels from low-resolution logits: the dense path (bilinear upsample
   to full size, then arg-max: what ``Engine.result`` did) against
@@ -10,6 +10,9 @@ Four sections (pick with ``--only``), each printed as a Markdown table:
   shipped ``enet_lite`` model's own logits on CamVid test frames when ``--camvid`` is given.
 * ``warp``: ``grid_sample`` (NCHW and channels-last input, one map and a batched pair) against
   :func:`bmvseg.warp.warp` (fused weighted gather), with the largest difference.
+* ``fusion``: avg fusion of two warped (channels-last) maps: ``ff * a + fb * b`` as two passes
+  (what :func:`bmvseg.schemes.fusion.fuse` did), the same into one buffer in place, and
+  ``torch.lerp`` (one pass), at the channel counts of class space and of feature space.
 * ``frame``: one inter-BMV intermediate frame of the shipped model at 960x540 (two warps,
   fusion, task network, labels), yesterday's kernels against today's, and how many labels
   agree (the warps differ by float rounding, so a few boundary pixels may flip).
@@ -19,7 +22,8 @@ Four sections (pick with ``--only``), each printed as a Markdown table:
 Timings are medians (``--repeat``) with the two compared variants interleaved; the machine's
 load average is printed, compare rows within one run.
 
-Usage: ``python bench/kernels.py [--only labels warp frame estimate] [--repeat 7] [--camvid DIR]``
+Usage: ``python bench/kernel_costs.py [--only labels warp fusion frame estimate] [--repeat 7]
+[--camvid DIR]``
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from bmvseg.data.textures import block_flow, moving_texture_clip
-from bmvseg.schemes.labels import labels_and_share
+from bmvseg.schemes.labels import DENSE_ABOVE, labels_and_share
 from bmvseg.video.estimate import X264MotionEstimator, x264_estimator_options
 from bmvseg.warp import sampler, warp, warp_with
 
@@ -70,15 +74,20 @@ def dense_labels(logits: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
 
 
 def labels_row(name: str, logits: torch.Tensor, hw: tuple[int, int], repeat: int) -> str:
+    """Dense, sparse on every frame, and the per-frame choice (dense above DENSE_ABOVE)."""
     ref = dense_labels(logits, hw)
     ours, share = labels_and_share(logits, hw)
-    dense_ms, sparse_ms = medians(
-        repeat, lambda: dense_labels(logits, hw), lambda: labels_and_share(logits, hw)
+    dense_ms, sparse_ms, chosen_ms = medians(
+        repeat,
+        lambda: dense_labels(logits, hw),
+        lambda: labels_and_share(logits, hw, dense_above=1.0),
+        lambda: labels_and_share(logits, hw),
     )
     diff = int((ours != ref).sum())
+    path = "dense" if share > DENSE_ABOVE else "sparse"
     return (
-        f"| {name} | {dense_ms:.1f} | {sparse_ms:.1f} | {dense_ms / sparse_ms:.1f} | "
-        f"{100 * share:.1f} | {diff} |"
+        f"| {name} | {dense_ms:.1f} | {sparse_ms:.1f} | {chosen_ms:.1f} ({path}) | "
+        f"{chosen_ms / dense_ms:.2f} | {100 * share:.1f} | {diff} |"
     )
 
 
@@ -101,17 +110,33 @@ def camvid_logits(directory: Path, sizes: list[tuple[int, int]], frames: int):
 
 
 def bench_labels(repeat: int, camvid: Path | None) -> None:
-    print("## labels: dense upsample + arg-max vs sparse (ms per frame)\n")
-    print("| logits | dense | sparse | x | cells recomputed (%) | pixels differing |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("## labels: dense upsample + arg-max vs sparse vs the per-frame choice (ms per frame)\n")
+    print("| logits | dense | sparse | chosen | chosen / dense | cells disagreeing (%) "
+          "| pixels differing |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for h, w in [(540, 960), (720, 960)]:
         for stride in (4, 8):
             for k in (11, 19):
                 logits = blob_logits(k, -(-h // stride), -(-w // stride), seed=k)
                 # Channels-last, as a 1x1-conv head on channels-last features returns them
                 # (the dense path is fastest on that layout too).
-                logits = logits.contiguous().contiguous(memory_format=torch.channels_last)
+                logits = logits.clone(memory_format=torch.channels_last)
                 print(labels_row(f"blobs K={k} stride {stride} -> {w}x{h}", logits, (h, w), repeat))
+    h, w = 540, 960
+    for k in (11, 19):  # more and more uncertain scores, up to random ones (an untrained net)
+        g = torch.Generator().manual_seed(k)
+        for cell, noise in [(6, 0.3), (3, 1.0), (2, 2.0), (None, None)]:
+            low = (135, 240)
+            if cell is None:
+                logits, name = torch.randn(1, k, *low, generator=g), "random"
+            else:
+                logits = blob_logits(k, *low, seed=k, cell=cell)
+                logits = logits + noise * torch.randn(logits.shape, generator=g)
+                name = f"blobs cell {cell} noise {noise}"
+            # A fresh channels-last copy: the blobs' permuted one-hot leaves odd strides
+            # (batch stride 19) on which the upsample kernel runs 4x slower.
+            logits = logits.clone(memory_format=torch.channels_last)
+            print(labels_row(f"{name} K={k} stride 4 -> {w}x{h}", logits, (h, w), repeat))
     if camvid is not None:
         with torch.inference_mode():
             for name, logits, hw in camvid_logits(camvid, [(540, 960), (720, 960)], 3):
@@ -164,6 +189,28 @@ def warp_row(c: int, h: int, w: int, label: str, repeat: int) -> str:
     )
     diff = float((warp_with(acl, sampler(fa)) - gs(a, fa)).abs().max())
     return f"| {label} | " + " | ".join(f"{m:.2f}" for m in ms) + f" | {diff:.1e} |"
+
+
+def bench_fusion(repeat: int) -> None:
+    print("## fusion: avg of two channels-last maps at 960x540, stride 4 (ms per call)\n")
+    print("| map | f * a + g * b | in place | lerp | lerp / first | max diff |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for c, label in [(19, "19 logits (class space)"), (64, "enet_lite features (64 ch)"),
+                     (768, "SegFormer-B2 context features (768 ch)")]:  # fmt: skip
+        print(fusion_row(c, label, repeat))
+    print()
+
+
+def fusion_row(c: int, label: str, repeat: int, a: float = 0.7) -> str:
+    g = torch.Generator().manual_seed(0)
+    f, b = (torch.randn(1, c, 135, 240, generator=g).contiguous(
+        memory_format=torch.channels_last) for _ in range(2))  # fmt: skip
+    ms = medians(repeat, lambda: torch.add(f * a, b, alpha=1 - a),
+                 lambda: torch.mul(f, a).add_(b, alpha=1 - a),
+                 lambda: torch.lerp(b, f, a))  # fmt: skip
+    diff = float((torch.add(f * a, b, alpha=1 - a) - torch.lerp(b, f, a)).abs().max())
+    cells = " | ".join(f"{m:.2f}" for m in ms)
+    return f"| {label} | {cells} | {ms[2] / ms[0]:.2f} | {diff:.1e} |"
 
 
 ESTIMATOR_VARIANTS: dict[str, dict[str, str]] = {
@@ -263,7 +310,8 @@ def bench_frame(repeat: int, camvid: Path | None) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", nargs="+", default=["labels", "warp", "frame", "estimate"])
+    ap.add_argument("--only", nargs="+", default=["labels", "warp", "fusion", "frame",
+                                                            "estimate"])
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--camvid", type=Path, help="a folder of CamVid test PNGs (real logits)")
     ap.add_argument("--size", default="960x540", help="WxH of the estimator clips")
@@ -280,6 +328,8 @@ def main() -> None:
         bench_labels(args.repeat, args.camvid)
     if "warp" in args.only:
         bench_warp(args.repeat)
+    if "fusion" in args.only:
+        bench_fusion(args.repeat)
     if "frame" in args.only:
         bench_frame(args.repeat, args.camvid)
     if "estimate" in args.only:
