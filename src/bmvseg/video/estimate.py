@@ -29,7 +29,7 @@ from bmvseg.video.motion import MotionField, rasterise
 # its looks do not matter), a constant QP.  Only luma is encoded (gray): motion search uses luma
 # and chroma would cost a third more for nothing.  Chosen by bench/motion.py, see
 # bench/RESULTS-motion.md (qp 30 vs 18: 25% faster, median error 0.14 vs 0.12 px), and checked
-# again by bench/kernels.py at 960x540: one push costs ~5 ms of CPU (encode 3.4, decode 1.2,
+# again by bench/kernel_costs.py at 960x540: one push costs ~5 ms of CPU (encode 3.4, decode 1.2,
 # rasterise 0.2); me=hex, merange 4/8, no-fast-pskip, dct-decimate=0, psy=0 change neither
 # cost nor error beyond noise, qp 33/36 save <10% and lose accuracy on zoom (0.15/0.18 vs
 # 0.13 px); a prototype encoding at half resolution with 8x8 partitions cut the wall time by
