@@ -190,6 +190,48 @@ def test_one_and_two_workers_give_the_single_process_labels_and_report_a_corrupt
     assert len({c["worker"]["pid"] for s in ("c23", "c23-2") for c in _chunk_stats(out2 / s)}) == 2
 
 
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+
+
+@pytest.mark.parametrize("name", ["tree.avi", "Megamind.avi"])
+def test_workers_give_the_single_process_labels_on_real_footage(ray_session, weights, name,
+                                                                 tmp_path):  # fmt: skip
+    """Byte-identical labels whatever the workers (one torch thread each) and the single
+    process's threads, on real clips (Cinepak, re-encoded motion; MPEG-4 part 2 with cuts)."""
+    import torch
+
+    clip = REAL / name
+    if not clip.is_file():
+        pytest.skip(f"real footage {name} is not present in {REAL}")
+    opts = _spec(weights)
+    if name == "Megamind.avi":  # its first 110 frames (a cut at 98) keep the test short
+        cut = tmp_path / "head.avi"
+        with av.open(str(clip)) as src, av.open(str(cut), "w") as dst:
+            s_in = src.streams.video[0]
+            s_out = dst.add_stream(template=s_in)
+            for i, packet in enumerate(src.demux(s_in)):
+                if i >= 110 or packet.dts is None:
+                    break
+                packet.stream = s_out
+                dst.mux(packet)
+        clip = cut
+    threads = torch.get_num_threads()
+    refs = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            refs.append(_whole_run(clip, opts))
+    finally:
+        torch.set_num_threads(threads)
+    assert refs[0] == refs[1], "the single process's labels depend on its thread count"
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        result = run_job([clip], out, options=opts, workers=workers, chunk_frames=20,
+                         overlay=False)  # fmt: skip
+        assert result.exit_status == 0, result.errors()
+        assert _labels(out) == refs[0], f"{workers} worker(s)"
+
+
 def _chunk_stats(out: Path) -> list[dict]:
     return json.loads((out / "summary.json").read_text())["chunking"]["chunks"]
 

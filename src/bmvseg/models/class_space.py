@@ -213,8 +213,12 @@ def _affine_op(gm: GraphModule, node: Node, depends: set[Node]) -> bool:
     target, args = node.target, node.args
     if target in _COPIES:
         return True
-    if target is _aten.convolution.default:  # (x, w, b, stride, padding, dilation, transposed..)
+    if target is _aten.mkldnn_convolution.default:  # (x, w, b, padding, stride, dilation, ..)
+        x, w, b, padding, stride = args[:5]  # models.base.PinnedConv2d's (thread-independent)
+        transposed = False
+    elif target is _aten.convolution.default:  # (x, w, b, stride, padding, dilation, transposed..)
         x, w, b, stride, padding, _dil, transposed = args[:7]
+    if target in (_aten.mkldnn_convolution.default, _aten.convolution.default):
         return (x in depends and w not in depends and b not in depends and not transposed
                 and list(stride) == [1, 1] and list(padding) == [0, 0]
                 and tuple(_value(gm, w).shape[-2:]) == (1, 1))  # fmt: skip
