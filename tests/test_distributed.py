@@ -208,7 +208,7 @@ def test_workers_give_the_single_process_labels_on_real_footage(ray_session, wei
         cut = tmp_path / "head.avi"
         with av.open(str(clip)) as src, av.open(str(cut), "w") as dst:
             s_in = src.streams.video[0]
-            s_out = dst.add_stream(template=s_in)
+            s_out = dst.add_stream_from_template(s_in)
             for i, packet in enumerate(src.demux(s_in)):
                 if i >= 110 or packet.dts is None:
                     break
