@@ -187,7 +187,7 @@ def _resumed(frames: Iterator[Frame], engine: Engine, out: RunDir, span: _Span
         if fr.index >= span.resume_from:
             break
         if fr.index >= span.start:
-            yield FrameResult(fr.index, fr.time, out.read_labels(fr.index), False, 0, fr)
+            yield FrameResult(fr.index, fr.time, out.read_labels(fr.index), 0, fr)
     else:
         return
     for res in engine.run(itertools.chain([fr], frames), start=span.resume_from, end=span.end):

@@ -46,16 +46,24 @@ class FrameResult:
     index: int
     time: float
     labels: np.ndarray  # (H, W) uint8 class ids
-    keyframe: bool
     offset: int  # frames since the previous keyframe (0 on keyframes)
     frame: Frame | None = None  # the decoded frame (its RGB image is converted when first read)
     logits: torch.Tensor | None = None  # (1, K, H, W), only with keep_logits
     features: Features | None = None  # the (warped or fresh) features, only with keep_features
-    reason: str | None = None  # why a keyframe is one: the first of ``reasons`` (None: not one)
     damaged: bool = False  # the decoder concealed damage in this frame or in its references
     reasons: tuple[str, ...] = ()  # every reason it is a keyframe (bmvseg.schemes.keyframes)
     cut: bool = False  # it opens another scene (keyframe or not; the placement's cut test)
     sources: tuple[int, ...] = ()  # the keyframes its features come from (a keyframe: itself)
+
+    @property
+    def keyframe(self) -> bool:
+        """Whether the feature network ran on it (it has a reason to be a keyframe)."""
+        return bool(self.reasons)
+
+    @property
+    def reason(self) -> str | None:
+        """The reason that placed it as a keyframe (the first of ``reasons``), else None."""
+        return self.reasons[0] if self.reasons else None
 
     @property
     def image(self) -> np.ndarray | None:
@@ -189,12 +197,10 @@ class RunContext:
             index=frame.index,
             time=frame.time,
             labels=labels,
-            keyframe=mark.keyframe,
             offset=offset,
             frame=frame if wanted else None,
             logits=logits if cfg.keep_logits else None,
             features=feats if cfg.keep_features and wanted else None,
-            reason=mark.reasons[0] if mark.keyframe else None,
             damaged=getattr(frame, "damaged", False),
             reasons=mark.reasons,
             cut=mark.cut,
