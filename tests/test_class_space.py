@@ -181,3 +181,23 @@ def test_max_fusion_stays_in_feature_space(clip) -> None:
     _, ref = _run(model, clip, scheme="inter-bmv", interval=4, fusion="max", keep_features=True)
     for a, b in zip(ours, ref, strict=True):  # bit for bit: both fused the features
         assert torch.equal(a.logits, b.logits)
+
+
+def test_the_affine_check_does_not_load_the_compiler_stack() -> None:
+    """The check runs inside the first run of a process: recording the task must not import
+    torch's compiler (``make_fx`` did: 1-4 s before the first intermediate frame)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "from bmvseg.models.enet import build_enet_lite\n"
+        "from bmvseg.models.class_space import task_cut\n"
+        "m = build_enet_lite(num_classes=11).eval()\n"
+        "with torch.inference_mode():\n"
+        "    cut = task_cut(m, m.features(torch.zeros(1, 3, 64, 96)))\n"
+        "assert cut is not None and cut.channels < 64, cut\n"
+        "print(sorted(k for k in sys.modules if k.startswith(('torch._dynamo', 'sympy'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -387,6 +387,20 @@ def test_a_model_whose_labels_cannot_be_stored_is_refused_before_the_folder_is_t
     assert tree(out) == before
 
 
+def test_the_api_refuses_a_model_whose_labels_cannot_be_stored(tmp_path):
+    """``bmvseg.segment`` yields uint8 labels too: 300 classes are one BmvsegError, before any
+    frame is decoded."""
+    import bmvseg
+    from bmvseg.errors import BmvsegError
+
+    video = tmp_path / "clip.mp4"
+    encode_video(moving_texture_clip("object", 64, 80, 3, seed=3)[0], video)
+    plug = tmp_path / "plug.py"
+    plug.write_text(WIDE_MODEL_PY)
+    with pytest.raises(BmvsegError, match="300 classes"):
+        next(bmvseg.segment(str(video), model=f"{plug}:build"))
+
+
 def test_an_error_in_the_decode_thread_ends_the_run_at_once():
     """The consumer learns of the producer's error at its next item, not after the queue."""
     import threading

@@ -13,8 +13,8 @@ it: the engine carries the narrower map and runs the rest of the task on every f
 (:func:`task_cut`).
 
 The test is on the task network's own graph, never on the model's name:
-:func:`affine_task` records what ``model.logits`` computes on a small probe map (``make_fx``
-runs it, so Python control flow and attribute lookups resolve as they do in a real call) and
+:func:`affine_task` records what ``model.logits`` computes on a small probe map (the aten operations of a real
+call, so Python control flow and attribute lookups resolve as they do in a run) and
 accepts the graph only when every operation on the path from the features to the logits is
 one of a short list of per-pixel affine ones (:data:`_AFFINE`): 1x1 stride-1 convolutions,
 batch norm in eval mode, eval-mode dropout (an identity), copies, channel selection, sums of
@@ -30,7 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.utils._pytree as pytree
 from torch.fx import Graph, GraphModule, Interpreter, Node
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from bmvseg.models.base import Features, SegmentationModel
 
@@ -39,6 +41,7 @@ _COPIES = {_aten.clone.default, _aten.alias.default, _aten.detach.default,
            _aten.contiguous.default, _aten.lift_fresh_copy.default}  # fmt: skip
 _BATCH_NORMS = {_aten.native_batch_norm.default, _aten._native_batch_norm_legit_no_training.default,
                 _aten.batch_norm.default}  # fmt: skip
+_DROPOUTS = {_aten.dropout.default, _aten.feature_dropout.default}
 _SUMS = {_aten.add.Tensor, _aten.sub.Tensor}
 _SCALINGS = {_aten.mul.Tensor, _aten.div.Tensor, _aten.mul.Scalar, _aten.div.Scalar,
              _aten.add.Scalar, _aten.sub.Scalar}  # fmt: skip
@@ -95,24 +98,81 @@ def task_cut(model: SegmentationModel, like: Features) -> TaskCut | None:
 
 def _trace(model: SegmentationModel, like: Features) -> tuple[GraphModule, torch.Tensor] | None:
     """The aten graph of ``model.logits`` on a small probe map, and the probe (None: not one
-    feature tensor, no low-resolution logits, or a task make_fx cannot record)."""
+    feature tensor, no low-resolution logits, or a task that cannot be recorded)."""
     if len(like) != 1 or not model.has_lowres_logits:
         return None
     f = like[0]
-    probe = torch.zeros((1, f.shape[1], *_PROBE_HW), dtype=f.dtype, device=f.device)
     try:
-        from torch.fx.experimental.proxy_tensor import make_fx
-
-        with torch.inference_mode(False), torch.no_grad():
-            graph = make_fx(lambda x: model.logits((x,)))(probe)
-            out = model.logits((probe,))
+        with torch.inference_mode(False), torch.no_grad():  # a normal tensor, as in training
+            probe = torch.zeros((1, f.shape[1], *_PROBE_HW), dtype=f.dtype, device=f.device)
+            graph, out = _record(lambda x: model.logits((x,)), probe)
         graph.graph.eliminate_dead_code()  # e.g. the batch statistics a batch norm also returns
         graph.recompile()
-    except Exception:  # a task network make_fx cannot record: not provably affine
+    except Exception:  # a task network that cannot be recorded: not provably affine
         return None
     if not isinstance(out, torch.Tensor) or out.ndim != 4 or out.shape[-2:] != _PROBE_HW:
         return None
     return graph, probe
+
+
+class _Recorder(TorchDispatchMode):
+    """Records every aten operation a call runs, as an FX graph on the tensors it sees.
+
+    What ``make_fx`` records on real tensors, without its cost: its first use imports the
+    compiler stack (1 s with byte-code caches, 4 s without), paid inside the first run of a
+    process.  A tensor the call did not compute (a parameter, a buffer) becomes a constant of
+    the graph module (a ``get_attr`` node); a tuple result becomes ``getitem`` nodes.
+    """
+
+    def __init__(self, graph: Graph) -> None:
+        super().__init__()
+        self.graph = graph
+        self.nodes: dict[int, Node] = {}  # id(tensor) -> the node that made it
+        self.constants: dict[str, torch.Tensor] = {}
+        self._alive: list[torch.Tensor] = []  # keeps ids unique while recording
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # never compiled; wrapping it for the compiler would import the stack
+
+    def node_of(self, value):
+        if not isinstance(value, torch.Tensor):
+            return value
+        node = self.nodes.get(id(value))
+        if node is None:  # made outside the call: a constant
+            name = f"_constant{len(self.constants)}"
+            self.constants[name] = value
+            node = self.graph.get_attr(name)
+            self.bind(value, node)
+        return node
+
+    def bind(self, value: torch.Tensor, node: Node) -> None:
+        self.nodes[id(value)] = node
+        self._alive.append(value)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        node = self.graph.call_function(func, *pytree.tree_map(self.node_of, (args, kwargs)))
+        if isinstance(out, torch.Tensor):
+            self.bind(out, node)
+        elif isinstance(out, (tuple, list)):
+            for i, item in enumerate(out):
+                if isinstance(item, torch.Tensor):
+                    self.bind(item, self.graph.call_function(operator.getitem, (node, i)))
+        return out
+
+
+def _record(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
+            ) -> tuple[GraphModule, torch.Tensor]:  # fmt: skip
+    """``fn``'s aten graph on ``x`` (see :class:`_Recorder`) and its result."""
+    graph = Graph()
+    rec = _Recorder(graph)
+    rec.bind(x, graph.placeholder("features"))
+    with rec:
+        out = fn(x)
+    graph.output(rec.node_of(out))
+    return GraphModule(rec.constants, graph), out
 
 
 def _output(gm: GraphModule) -> Node:
@@ -213,6 +273,8 @@ def _affine_op(gm: GraphModule, node: Node, depends: set[Node]) -> bool:
     target, args = node.target, node.args
     if target in _COPIES:
         return True
+    if target in _DROPOUTS:  # (x, p, train): the identity in eval mode
+        return args[0] in depends and args[2] is False
     if target is _aten.mkldnn_convolution.default:  # (x, w, b, padding, stride, dilation, ..)
         x, w, b, padding, stride = args[:5]  # models.base.PinnedConv2d's (thread-independent)
         transposed = False

@@ -29,6 +29,7 @@ from bmvseg.data.classes import ClassSet, overlay_frame
 from bmvseg.errors import BmvsegError
 from bmvseg.output.overlay import join_pieces
 from bmvseg.output.rundir import RunDir
+from bmvseg.output.yuv_overlay import YuvOverlay
 from bmvseg.video.encode import OVERLAY_OPTIONS, VideoWriter
 
 MAX_CLASSES = 256  # label files hold uint8 class ids
@@ -60,10 +61,17 @@ class OverlayEncoder:
                  container_format: str = "mp4", options: dict | None = None) -> None:  # fmt: skip
         self.classes = classes
         self._legend = classes.legend()
+        self._yuv = YuvOverlay(classes.palette, self._legend)
         self._writer = VideoWriter(dest, fps=fps, options=options or OVERLAY_OPTIONS,
                                    container_format=container_format)  # fmt: skip
 
     def add(self, res: Any) -> None:
+        """Draw one result's frame: on the decoded picture's own planes where it allows
+        (:mod:`bmvseg.output.yuv_overlay`), in RGB otherwise."""
+        i420 = res.frame.i420() if res.frame is not None else None
+        if i420 is not None:
+            self._writer.write_i420(self._yuv.draw(i420, res.labels, res.keyframe), time=res.time)
+            return
         rgb = overlay_frame(res.image, res.labels, self.classes.palette, res.keyframe, self._legend)
         self._writer.write(rgb, time=res.time)
 

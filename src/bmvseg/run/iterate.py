@@ -10,6 +10,7 @@ from typing import BinaryIO
 
 from bmvseg.errors import BmvsegError
 from bmvseg.models.base import SegmentationModel
+from bmvseg.output.frames import check_storable
 from bmvseg.run.build import build_engine
 from bmvseg.run.options import DEFAULT_MODEL, RunOptions
 from bmvseg.schemes.engine import FrameResult
@@ -105,6 +106,7 @@ def segment(
         if value is not None and (not isinstance(value, int) or value < 0):
             raise BmvsegError(f"{name} must be a frame index >= 0, got {value!r}")
     engine = build_engine(opts, timer=timer, keep_logits=keep_logits, keep_features=keep_features)
+    check_storable(engine.model.num_classes)  # labels are uint8 class ids
     live_options = {"live": live, "timeout": timeout, "format": format}
     check_live_keywords(**live_options)
     with open_video(video, opts, **live_options) as reader, collected_every() as tick:

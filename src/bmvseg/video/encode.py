@@ -82,18 +82,26 @@ class VideoWriter:
 
     def write(self, rgb: np.ndarray, time: float | None = None) -> None:
         """Encode one (H, W, 3) uint8 RGB frame; ``time`` in seconds on every call or none."""
+        h, w = rgb.shape[:2]
+        if (h | w) % 2 and self.pix_fmt == "yuv420p":  # 4:2:0 needs even sizes: repeat an edge
+            rgb = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        self._encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24"), time)
+
+    def write_i420(self, i420: np.ndarray, time: float | None = None) -> None:
+        """Encode one ``(H * 3 / 2, W)`` uint8 I420 frame (Y, U, V planes; even sides) as it
+        is: no colour conversion when the stream is ``yuv420p``."""
+        self._encode(av.VideoFrame.from_ndarray(i420, format="yuv420p"), time)
+
+    def _encode(self, frame: av.VideoFrame, time: float | None) -> None:
         timed = time is not None
         if self._timed is None:
             self._timed, self._t0 = timed, float(time) if timed else 0.0
         elif timed != self._timed:
             raise ValueError("VideoWriter.write: give time= for every frame or for none")
-        h, w = rgb.shape[:2]
-        if (h | w) % 2 and self.pix_fmt == "yuv420p":  # 4:2:0 needs even sizes: repeat an edge
-            rgb = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         if self._stream is None:
             stream = self._out.add_stream(self.codec, rate=self.rate)
             stream.pix_fmt = self.pix_fmt
-            stream.height, stream.width = rgb.shape[:2]
+            stream.height, stream.width = frame.height, frame.width
             stream.options = (
                 x264_params(self.options)
                 if self.codec == "libx264"
@@ -102,7 +110,6 @@ class VideoWriter:
             if timed:
                 stream.codec_context.time_base = TIME_BASE
             self._stream = stream
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         if timed:
             pts = round((float(time) - self._t0) / TIME_BASE)  # type: ignore[arg-type]
             pts = max(pts, self._last_pts + 1)
