@@ -104,6 +104,6 @@ def test_images_are_converted_only_when_read(frames, tmp_path):
     assert all(f._image is None for f in lazy)  # nothing converted yet
     for f, img in zip(lazy, eager, strict=True):
         assert f.image is f.image and np.array_equal(f.image, img)
-    assert lazy[0]._picture is None  # the decoded picture is let go once converted
+    assert lazy[0].i420() is not None  # the decoded picture stays: the overlay draws on it
     with VideoReader(path) as r:
         assert all(f.image is None for f in r.frames(images=False, end=3))
