@@ -29,7 +29,7 @@ import cv2
 import torch
 
 from bmvseg.data.classes import ClassSet
-from bmvseg.output.frames import FrameSink, label_png
+from bmvseg.output.frames import FrameSink, OverlayEncoder, label_png
 from bmvseg.output.rundir import claim_output_dir
 from bmvseg.run.build import build_engine
 from bmvseg.run.options import RunOptions
@@ -44,7 +44,6 @@ def pin_to_one_core() -> int:
     os.sched_setaffinity(0, {core})
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    OVERLAY_OPTIONS["threads"] = "1"  # the overlay encoder's own threads (x264 default: auto)
     return core
 
 
@@ -97,19 +96,22 @@ def main() -> None:
             field_to_flows(frame.motion, grids)
         ms["motion fill"] = time.perf_counter() - t0
         out = claim_output_dir(Path(tmp) / "out", "segment", {"bench": "ceiling"})
-        sink = FrameSink(out, overlay=True, fps=reader.fps, classes=ClassSet.of(model))
+        sink = FrameSink(out, overlay=False)  # label files as a run writes them
         results = [FrameResult(f.index, f.time, keys[f.index - f.index % args.interval], 0, f)
                    for f in frames]  # fmt: skip
-        for res in results:
+        with open(Path(tmp) / "overlay.mp4", "wb") as fh:
+            overlay = OverlayEncoder(fh, reader.fps, ClassSet.of(model),
+                                     options={**OVERLAY_OPTIONS, "threads": "1"})  # fmt: skip
+            for res in results:
+                t0 = time.perf_counter()
+                sink.write_png(res.index, label_png(res.labels))
+                t1 = time.perf_counter()
+                overlay.add(res)
+                ms["overlay"] += time.perf_counter() - t1
+                ms["label PNG"] += t1 - t0
             t0 = time.perf_counter()
-            sink.write_png(res.index, label_png(res.labels))
-            t1 = time.perf_counter()
-            sink._encoder.add(res)
-            ms["overlay"] += time.perf_counter() - t1
-            ms["label PNG"] += t1 - t0
-        t0 = time.perf_counter()
-        sink.close()
-        ms["overlay"] += time.perf_counter() - t0
+            overlay.close()
+            ms["overlay"] += time.perf_counter() - t0
 
     n = len(frames)
     per = {k: 1000 * v / n for k, v in ms.items()}
@@ -117,7 +119,8 @@ def main() -> None:
     w, h = reader.width, reader.height
     print(f"# {platform.machine()} {platform.processor() or ''}, pinned to core {core} of "
           f"{os.cpu_count()}, load average {os.getloadavg()[0]:.1f}; {Path(args.video).name} "
-          f"{w}x{h}, {n} frames, motion from {motion_source}; labels of {args.model}\n")  # fmt: skip
+          f"{w}x{h}, {n} frames, motion from {motion_source}; labels of "
+          f"{args.model}\n")  # fmt: skip
     print("| stage | ms per frame |\n|---|---:|")
     for k, v in per.items():
         print(f"| {k} | {v:.2f} |")

@@ -1,6 +1,6 @@
 """Micro-costs of the per-frame kernels of an intermediate frame, old way against new way.
 
-Five sections (pick with ``--only``), each printed as a Markdown table:
+Six sections (pick with ``--only``), each printed as a Markdown table:
 
 * ``labels``: full-size labels from low-resolution logits: the dense path (bilinear upsample
   to full size, then arg-max: what ``Engine.result`` did) against
@@ -18,12 +18,17 @@ Five sections (pick with ``--only``), each printed as a Markdown table:
   agree (the warps differ by float rounding, so a few boundary pixels may flip).
 * ``estimate``: the re-encoder's cost per frame against the median end-point error of its
   vectors on generated clips with exact motion (zoom and pan), for x264 settings.
+* ``writer`` (with ``--video``): what a run writes for each frame, on a real clip and the
+  shipped model's labels of it: the overlay composed in RGB (decoded picture to RGB, blend,
+  the encoder's conversion back to 4:2:0) against on the decoded YUV planes
+  (:mod:`bmvseg.output.yuv_overlay`), each through x264 as a run encodes it; and the label
+  PNG at OpenCV's default and at zlib levels 0-9.
 
 Timings are medians (``--repeat``) with the two compared variants interleaved; the machine's
 load average is printed, compare rows within one run.
 
-Usage: ``python bench/kernel_costs.py [--only labels warp fusion frame estimate] [--repeat 7]
-[--camvid DIR]``
+Usage: ``python bench/kernel_costs.py [--only labels warp fusion frame estimate writer]
+[--repeat 7] [--camvid DIR] [--video CLIP]``
 """
 
 from __future__ import annotations
@@ -308,10 +313,60 @@ def bench_frame(repeat: int, camvid: Path | None) -> None:
     print()
 
 
+def bench_writer(repeat: int, video: Path, n: int) -> None:
+    import io
+
+    import cv2
+
+    import bmvseg
+    from bmvseg.data.classes import CAMVID_CLASSES, CAMVID_PALETTE, ClassSet, overlay_frame
+    from bmvseg.output.yuv_overlay import YuvOverlay
+    from bmvseg.video.encode import OVERLAY_OPTIONS, VideoWriter
+
+    results = [r for r, _ in zip(bmvseg.segment(str(video), scheme="per-frame"), range(n),
+                                 strict=False)]  # fmt: skip
+    pictures = [r.frame.i420() for r in results]
+    if any(p is None for p in pictures):
+        print(f"## writer: {video} does not decode to 8-bit 4:2:0; the RGB path only\n")
+        return
+    classes = ClassSet(CAMVID_CLASSES, CAMVID_PALETTE)
+    legend, yuv = classes.legend(), YuvOverlay(classes.palette, classes.legend())
+
+    def rgb_path() -> None:
+        with VideoWriter(io.BytesIO(), fps=25.0, options=OVERLAY_OPTIONS) as w:
+            for res, pic in zip(results, pictures, strict=True):
+                rgb = av.VideoFrame.from_ndarray(pic, format="yuv420p").to_ndarray(format="rgb24")
+                w.write(overlay_frame(rgb, res.labels, classes.palette, res.index % 10 == 0,
+                                      legend), time=res.time)  # fmt: skip
+
+    def yuv_path() -> None:
+        with VideoWriter(io.BytesIO(), fps=25.0, options=OVERLAY_OPTIONS) as w:
+            for res, pic in zip(results, pictures, strict=True):
+                w.write_i420(yuv.draw(pic, res.labels, res.index % 10 == 0), time=res.time)
+
+    rgb_ms, yuv_ms = (t / len(results) for t in medians(repeat, rgb_path, yuv_path))
+    h, w = results[0].labels.shape
+    print(f"## writer: {video.name} {w}x{h}, {len(results)} frames, enet_lite labels "
+          "(ms per frame)\n")  # fmt: skip
+    print("| overlay (compose + x264 ultrafast) | ms |\n|---|---:|")
+    print(f"| RGB: picture to RGB, blend, encoder converts back | {rgb_ms:.2f} |")
+    print(f"| YUV: blend on the decoded planes | {yuv_ms:.2f} |\n")
+    print("| label PNG | ms | bytes |\n|---|---:|---:|")
+    levels: list[tuple[str, list[int]]] = [("OpenCV default (what runs write)", [])]
+    levels += [(f"zlib level {z}", [cv2.IMWRITE_PNG_COMPRESSION, z]) for z in (0, 1, 3, 6, 9)]
+    for name, params in levels:
+        (ms,) = medians(repeat, lambda p=params: [cv2.imencode(".png", r.labels, p)
+                                                  for r in results])  # fmt: skip
+        size = np.mean([len(cv2.imencode(".png", r.labels, params)[1]) for r in results])
+        print(f"| {name} | {ms / len(results):.2f} | {size:.0f} |")
+    print()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="+", default=["labels", "warp", "fusion", "frame",
-                                                            "estimate"])
+                                                            "estimate", "writer"])
+    ap.add_argument("--video", type=Path, help="a real clip (the writer section)")
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--camvid", type=Path, help="a folder of CamVid test PNGs (real logits)")
     ap.add_argument("--size", default="960x540", help="WxH of the estimator clips")
@@ -335,6 +390,8 @@ def main() -> None:
     if "estimate" in args.only:
         w, h = map(int, args.size.split("x"))
         bench_estimate(args.repeat, (h, w), args.frames)
+    if "writer" in args.only and args.video is not None:
+        bench_writer(args.repeat, args.video, args.frames)
     print(f"load average at end {os.getloadavg()[0]:.1f}")
 
 

@@ -71,7 +71,8 @@ def _overlays(path, classes: ClassSet) -> tuple[list[np.ndarray], list[np.ndarra
     for buf in (yuv_buf, rgb_buf):
         buf.seek(0)
         with av.open(buf) as c:
-            decoded.append([f.to_ndarray(format="rgb24").astype(np.int16) for f in c.decode(video=0)])
+            decoded.append([f.to_ndarray(format="rgb24").astype(np.int16)
+                            for f in c.decode(video=0)])  # fmt: skip
     return decoded[0], decoded[1]
 
 

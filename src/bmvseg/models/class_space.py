@@ -13,8 +13,8 @@ it: the engine carries the narrower map and runs the rest of the task on every f
 (:func:`task_cut`).
 
 The test is on the task network's own graph, never on the model's name:
-:func:`affine_task` records what ``model.logits`` computes on a small probe map (the aten operations of a real
-call, so Python control flow and attribute lookups resolve as they do in a run) and
+:func:`affine_task` records what ``model.logits`` computes on a small probe map (the aten
+operations of a real call, so Python control flow and attribute lookups resolve as in a run) and
 accepts the graph only when every operation on the path from the features to the logits is
 one of a short list of per-pixel affine ones (:data:`_AFFINE`): 1x1 stride-1 convolutions,
 batch norm in eval mode, eval-mode dropout (an identity), copies, channel selection, sums of
