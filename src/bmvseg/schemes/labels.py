@@ -296,13 +296,15 @@ def _crop_scores(logits: torch.Tensor, out_hw: tuple[int, int], ys, xs) -> torch
     r0 = torch.clamp(torch.div(ys * 2 + 1 - sy, 2 * sy, rounding_mode="floor"), 0, max(h - 2, 0))
     c0 = torch.clamp(torch.div(xs * 2 + 1 - sx, 2 * sx, rounding_mode="floor"), 0, max(w - 2, 0))
     ch, cw = min(h, 2), min(w, 2)
-    rr = r0[:, None] + torch.arange(ch, device=ys.device)  # (n, ch)
-    cc = c0[:, None] + torch.arange(cw, device=ys.device)  # (n, cw)
-    crops = logits[0][:, rr[:, :, None], cc[:, None, :]].permute(1, 0, 2, 3)  # (n, K, ch, cw)
+    # Pixels that share a crop share one upsample of it (the check in _near_method asks for
+    # whole rows: about 2 * sx pixels per crop).
+    starts, which = torch.unique(r0 * w + c0, return_inverse=True)
+    rr = (starts // w)[:, None] + torch.arange(ch, device=ys.device)  # (u, ch)
+    cc = (starts % w)[:, None] + torch.arange(cw, device=ys.device)  # (u, cw)
+    crops = logits[0][:, rr[:, :, None], cc[:, None, :]].permute(1, 0, 2, 3)  # (u, K, ch, cw)
     crops = crops.contiguous(memory_format=torch.channels_last)
     up = F.interpolate(crops, (ch * sy, cw * sx), mode="bilinear", align_corners=False)
-    n = torch.arange(ys.numel(), device=ys.device)
-    return up[n, :, ys - sy * r0, xs - sx * c0].t()
+    return up[which, :, ys - sy * r0, xs - sx * c0].t()
 
 
 def _kernel_argmax(logits, out_hw, taps: _Taps, rows: _Tiles, cols: _Tiles, ys, xs):
