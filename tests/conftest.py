@@ -19,6 +19,12 @@ from bmvseg.models.enet import build_enet_lite
 
 torch.set_num_threads(1)
 
+# A suite started in the background by a non-interactive shell inherits SIGINT ignored, and so
+# would every bmvseg process a test starts and interrupts (Python keeps an ignored SIGINT).
+# A handler here makes the children start with the default disposition, as from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 @contextmanager
 def hang_guard(seconds: int, what: str) -> Iterator[None]:

@@ -23,7 +23,7 @@ import av
 import cv2
 import numpy as np
 
-from bmvseg.data.legend import Legend
+from bmvseg.data.legend import CACHE, Legend
 
 ALPHA = 0.5  # label opacity, as the RGB path's :func:`bmvseg.data.classes.blend`
 WHITE = (255, 255, 255)
@@ -73,15 +73,13 @@ class YuvOverlay:
         the classes present at the bottom, a white border on keyframes."""
         out = np.empty_like(i420)
         ids = np.ascontiguousarray(labels, dtype=np.uint8)
-        half = None
-        for plane, src, lut in zip(planes_of(out), planes_of(i420), self._luts, strict=True):
-            if half is None:  # luma: the label colour of every pixel
-                colour = cv2.LUT(ids, lut)
-            else:  # chroma: the mean of each 2x2 block's label colours
-                colour = cv2.resize(cv2.LUT(ids, lut), (src.shape[1], src.shape[0]),
-                                    interpolation=cv2.INTER_AREA)  # fmt: skip
+        (y, u, v), (sy, su, sv) = planes_of(out), planes_of(i420)
+        cv2.addWeighted(sy, 1 - ALPHA, cv2.LUT(ids, self._luts[0]), ALPHA, 0, dst=y)
+        for plane, src, lut in ((u, su, self._luts[1]), (v, sv, self._luts[2])):
+            # each chroma sample: the mean of its 2x2 block's label colours
+            colour = cv2.resize(cv2.LUT(ids, lut), (src.shape[1], src.shape[0]),
+                                interpolation=cv2.INTER_AREA)  # fmt: skip
             cv2.addWeighted(src, 1 - ALPHA, colour, ALPHA, 0, dst=plane)
-            half = True
         if self._legend is not None:
             self._paste_strip(out, ids)
         if keyframe:
@@ -99,7 +97,7 @@ class YuvOverlay:
             rgb = rgb[len(rgb) % 2 :]  # an even number of rows: chroma rows pair with luma's
             strip = rgb_to_i420(rgb)
             self._strips[key] = strip
-            if len(self._strips) > 64:
+            if len(self._strips) > CACHE:
                 self._strips.popitem(last=False)
         sy, su, sv = planes_of(strip)
         rows = min(len(sy), h) // 2 * 2
