@@ -94,14 +94,15 @@ def fused_logits(model: SegmentationModel, conv: ConvFusion | None, window: Wind
     buf = io.BytesIO()
     encode_video(window.frames, buf, fps=15.0, options=CLIP_ENCODING)
     buf.seek(0)
+    n, p = len(window.frames) - 1, window.p
     with VideoReader(buf, motion="native") as reader:
         decoded = list(reader.frames(images=True))  # keyframes as the engine sees them: decoded
+        images = decoded[0].image, decoded[n].image  # converted while the decoder is open
     fields = [f.motion for f in decoded]
-    n, p = len(window.frames) - 1, window.p
     carrier = Carrier(lambda j, like: flows_prev_to_cur(fields[j], like, model.strides), memo=True)
     with torch.no_grad():  # frozen networks and warps; only the fusion learns
-        key = model.features(model.preprocess(decoded[0].image))
-        nxt = model.features(model.preprocess(decoded[n].image))
+        key = model.features(model.preprocess(images[0]))
+        nxt = model.features(model.preprocess(images[1]))
         carrier.carry(0, key, p)
         carrier.carry(n, nxt, p)
     fused = interpolate(carrier, (0, key), (n, nxt), [p], op, conv)[p]  # the engine's Alg. 2
