@@ -15,6 +15,7 @@ import pytest
 from bmvseg.data.classes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, ClassSet, overlay_frame
 from bmvseg.output.frames import OverlayEncoder
 from bmvseg.output.yuv_overlay import YuvOverlay, planes_of, rgb_to_i420, yuv_colours
+from bmvseg.schemes.base import FrameResult
 from bmvseg.video.encode import encode_video
 from bmvseg.video.frame import FULL_RANGE, Frame
 from bmvseg.video.reader import VideoReader
@@ -31,10 +32,10 @@ def test_palette_colours_convert_as_the_encoder_converts() -> None:
         assert (flat[0, 0], flat[16, 0], flat[20, 0]) == tuple(want)
 
 
-class _Result:
-    def __init__(self, frame, labels, keyframe) -> None:
-        self.frame, self.labels, self.keyframe = frame, labels, keyframe
-        self.image, self.time = frame.image, frame.time
+def _result(frame, labels, keyframe: bool) -> FrameResult:
+    """The engine's result for ``frame`` with these labels (a keyframe has a reason)."""
+    return FrameResult(frame.index, frame.time, labels, 0, frame,
+                       reasons=("fixed",) if keyframe else ())  # fmt: skip
 
 
 def _stripes(h: int, w: int, t: int) -> np.ndarray:
@@ -59,7 +60,7 @@ def _overlays(path, classes: ClassSet) -> tuple[list[np.ndarray], list[np.ndarra
             blocks = rng.integers(0, 19, (-(-h // 8), -(-w // 8)))
             labels = np.repeat(np.repeat(blocks, 8, 0), 8, 1)[:h, :w].astype(np.uint8)
             labels[:4, :4] = 255  # void: black
-            res = _Result(frame, labels, keyframe=frame.index % 3 == 0)
+            res = _result(frame, labels, keyframe=frame.index % 3 == 0)
             yuv_enc.add(res)
             rgb_enc._writer.write(
                 overlay_frame(frame.image, labels, classes.palette, res.keyframe, legend),
@@ -113,7 +114,7 @@ def test_pictures_the_yuv_path_cannot_take_keep_the_rgb_path(size, fmt, full_ran
     buf = io.BytesIO()
     enc = OverlayEncoder(buf, 25.0, ClassSet(CITYSCAPES_CLASSES, CITYSCAPES_PALETTE))
     for f in frames:
-        enc.add(_Result(f, np.zeros((h, w), np.uint8), keyframe=f.index == 0))
+        enc.add(_result(f, np.zeros((h, w), np.uint8), keyframe=f.index == 0))
     enc.close()
     buf.seek(0)
     with av.open(buf) as c:

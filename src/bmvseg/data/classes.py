@@ -131,6 +131,11 @@ def blend(image: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: flo
     return cv2.addWeighted(image, 1 - alpha, colorize(labels, palette), alpha, 0)
 
 
+def border_width(h: int, w: int) -> int:
+    """The white keyframe border's width in pixels, for a frame ``h`` x ``w``."""
+    return max(2, min(h, w) // 120)
+
+
 def overlay_frame(image: np.ndarray, labels: np.ndarray, palette: np.ndarray,
                   keyframe: bool = False, legend: Legend | None = None) -> np.ndarray:  # fmt: skip
     """One frame of a run's overlay video: labels blended over the image, the ``legend`` strip
@@ -141,7 +146,7 @@ def overlay_frame(image: np.ndarray, labels: np.ndarray, palette: np.ndarray,
         legend.draw_on(out, labels)
     if keyframe:
         h, w = out.shape[:2]
-        cv2.rectangle(out, (0, 0), (w - 1, h - 1), (255, 255, 255), max(2, min(h, w) // 120))
+        cv2.rectangle(out, (0, 0), (w - 1, h - 1), (255, 255, 255), border_width(h, w))
     return out
 
 

@@ -23,6 +23,7 @@ import av
 import cv2
 import numpy as np
 
+from bmvseg.data.classes import border_width
 from bmvseg.data.legend import CACHE, Legend
 
 ALPHA = 0.5  # label opacity, as the RGB path's :func:`bmvseg.data.classes.blend`
@@ -106,10 +107,11 @@ class YuvOverlay:
         v[(h - rows) // 2 :] = sv[(len(sy) - rows) // 2 :]
 
     def _border(self, out: np.ndarray) -> None:
-        """The RGB path's white rectangle (``max(2, min(h, w) // 120)`` px), in each plane."""
+        """The RGB path's white rectangle (:func:`~bmvseg.data.classes.border_width`), in each
+        plane (chroma at half the width, rounded up)."""
         y, u, v = planes_of(out)
         h, w = y.shape
-        t = max(2, min(h, w) // 120)
+        t = border_width(h, w)
         for plane, value, width in zip((y, u, v), self._white, (t, -(-t // 2), -(-t // 2)),
                                        strict=True):  # fmt: skip
             ph, pw = plane.shape
